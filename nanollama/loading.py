@@ -6,7 +6,7 @@
 __all__ = ['SUPPORTED_ARCHITECTURES', 'HUB_PATTERNS', 'LoadError', 'ModelConfig', 'load_config', 'weight_files',
            'load_state_dict', 'resolve_model', 'Tokenizer']
 
-# %% ../nbs/00_loading.ipynb #cc6f89a3
+# %% ../nbs/00_loading.ipynb #10e483b9
 import json, os, re
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -15,11 +15,11 @@ from safetensors import safe_open
 from tokenizers import Tokenizer as HFTokenizer
 from tqdm.auto import tqdm
 
-# %% ../nbs/00_loading.ipynb #f28a923b
+# %% ../nbs/00_loading.ipynb #c4ed31a6
 class LoadError(ValueError):
     "A model, config or tokenizer that cannot be loaded; the message says why and what to do."
 
-# %% ../nbs/00_loading.ipynb #abc31f98
+# %% ../nbs/00_loading.ipynb #0331b0ad
 SUPPORTED_ARCHITECTURES = ('LlamaForCausalLM', 'Qwen2ForCausalLM')
 
 @dataclass
@@ -67,7 +67,7 @@ class ModelConfig:
                    bos_token_id=d.get('bos_token_id'),
                    eos_token_id=[] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos])
 
-# %% ../nbs/00_loading.ipynb #d3f4184f
+# %% ../nbs/00_loading.ipynb #24d75d75
 def _read_json(path: Path) -> dict:
     try: return json.loads(Path(path).read_text(encoding='utf-8'))
     except json.JSONDecodeError as e: raise LoadError(f"{path} is not valid JSON ({e})") from None
@@ -83,7 +83,7 @@ def load_config(path) -> ModelConfig:
             if i not in cfg.eos_token_id: cfg.eos_token_id.append(i)
     return cfg
 
-# %% ../nbs/00_loading.ipynb #4d72a15a
+# %% ../nbs/00_loading.ipynb #69c85b14
 def weight_files(path) -> list[Path]:
     "The safetensors files of model directory `path`: the shards named by the index, or the single file."
     path = Path(path)
@@ -116,7 +116,7 @@ def load_state_dict(path, device='cpu', dtype: torch.dtype|None=None, progress=T
             except Exception as e: raise LoadError(f"{f} is not a valid safetensors file ({type(e).__name__}: {e}); re-download it") from None
     return sd
 
-# %% ../nbs/00_loading.ipynb #b63546f8
+# %% ../nbs/00_loading.ipynb #5f226caa
 HUB_PATTERNS = ['*.json', '*.safetensors', '*.jinja', 'tokenizer*', '*.txt']
 
 def _looks_like_hub_id(s: str) -> bool:
@@ -140,7 +140,7 @@ def resolve_model(model: str, revision: str|None=None) -> Path:
     except GatedRepoError: raise LoadError(f"{model} is gated on the Hub: accept its license and log in (hf auth login)") from None
     except RepositoryNotFoundError: raise LoadError(f"{model} was not found on the Hugging Face Hub (check the ID, or log in for private models)") from None
 
-# %% ../nbs/00_loading.ipynb #0e8faf5b
+# %% ../nbs/00_loading.ipynb #8d600d81
 def _offline_probe(model: str, hf_home: str) -> str:
     "Resolve `model` in a fresh process with an empty HF cache and HF_HUB_OFFLINE=1; return what it printed."
     import subprocess, sys
@@ -148,7 +148,7 @@ def _offline_probe(model: str, hf_home: str) -> str:
     code = f"from nanollama.loading import *\ntry: resolve_model({model!r})\nexcept LoadError as e: print(e)"
     return subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=120).stdout.strip()
 
-# %% ../nbs/00_loading.ipynb #d4e42cce
+# %% ../nbs/00_loading.ipynb #7f0ad2b4
 def _tok_str(v):
     "tokenizer_config.json spells special tokens as strings or as {'content': ...} dicts."
     return v.get('content') if isinstance(v, dict) else v
@@ -185,7 +185,7 @@ class Tokenizer:
     def __repr__(self):
         return f"Tokenizer(vocab={self.vocab_size}, bos={self.bos_token!r}, eos={self.eos_token!r}, eos_ids={self.eos_token_ids}, chat_template={self.chat_template is not None})"
 
-# %% ../nbs/00_loading.ipynb #37bc7b30
+# %% ../nbs/00_loading.ipynb #0b773a63
 def _post_processor_adds_bos(tok: HFTokenizer, bos: str|None) -> bool:
     if not bos: return False
     return tok.encode('a', add_special_tokens=True).ids[:1] == [tok.token_to_id(bos)] != tok.encode('a', add_special_tokens=False).ids[:1]

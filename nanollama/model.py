@@ -6,12 +6,12 @@
 __all__ = ['RMSNorm', 'rope_inv_freq', 'rope_tables', 'rotate_half', 'apply_rope', 'attention_naive', 'attention', 'Attention',
            'MLP', 'Block', 'Decoder', 'Transformer']
 
-# %% ../nbs/01_attention.ipynb #6101a72e
+# %% ../nbs/01_attention.ipynb #798c36e7
 import math
 import torch, torch.nn as nn, torch.nn.functional as F
 from .loading import ModelConfig, LoadError, load_config, load_state_dict
 
-# %% ../nbs/01_attention.ipynb #82c20e11
+# %% ../nbs/01_attention.ipynb #95f76bea
 class RMSNorm(nn.Module):
     "x / rms(x) * weight, computed in float32."
     def __init__(self, dim: int, eps: float = 1e-6):
@@ -24,7 +24,7 @@ class RMSNorm(nn.Module):
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x.to(dtype)
 
-# %% ../nbs/01_attention.ipynb #e605bf30
+# %% ../nbs/01_attention.ipynb #f8cb42dc
 def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
     "The rotation frequency θ_i of each dimension pair, with the config's RoPE scaling applied (float32)."
     d = cfg.head_dim
@@ -59,19 +59,19 @@ def apply_rope(x, cos, sin):
     cos, sin = cos.unsqueeze(1).to(x.dtype), sin.unsqueeze(1).to(x.dtype)
     return x * cos + rotate_half(x) * sin
 
-# %% ../nbs/01_attention.ipynb #c70d6d95
+# %% ../nbs/01_attention.ipynb #486f9b76
 def attention_naive(q, k, v, mask):
     "softmax(q kᵀ/√d + mask) v, spelled out. q [B,H,T,D]; k, v [B,H,S,D]; mask [B,1,T,S] bool (True = may attend)."
     scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])    # [B, H, T, S]
     scores = scores.masked_fill(~mask, float('-inf'))
     return (scores.softmax(-1) @ v.float()).to(q.dtype)                               # [B, H, T, D]
 
-# %% ../nbs/01_attention.ipynb #20237cb7
+# %% ../nbs/01_attention.ipynb #81c6d1fd
 def attention(q, k, v, mask):
     "Fused attention with grouped-query heads: q [B,H,T,D]; k, v [B,Hkv,S,D]; mask [B,1,T,S] bool."
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
 
-# %% ../nbs/01_attention.ipynb #ab6eb72e
+# %% ../nbs/01_attention.ipynb #fe5d55af
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int):
         super().__init__()
@@ -97,7 +97,7 @@ class Attention(nn.Module):
         y = attention(q, k, v, mask)                                                   # [B, H, T, D]
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
-# %% ../nbs/01_attention.ipynb #4db7c79e
+# %% ../nbs/01_attention.ipynb #58945836
 class MLP(nn.Module):
     "down(silu(gate(x)) * up(x))"
     def __init__(self, cfg: ModelConfig):
@@ -120,7 +120,7 @@ class Block(nn.Module):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, input_pos, cache, slots)
         return x + self.mlp(self.post_attention_layernorm(x))
 
-# %% ../nbs/01_attention.ipynb #1eeb551d
+# %% ../nbs/01_attention.ipynb #d326e7a6
 class Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -155,7 +155,7 @@ class Transformer(nn.Module):
         if last_only: x = x[:, -1:]
         return self.lm_head(self.model.norm(x)).float()
 
-# %% ../nbs/01_attention.ipynb #a7c77497
+# %% ../nbs/01_attention.ipynb #2fb29da3
 @classmethod
 def _from_state_dict(cls, cfg: ModelConfig, sd: dict, device='cpu', dtype=None):
     "A `Transformer` whose parameters are the tensors of `sd` (HF names), on `device` in `dtype`."

