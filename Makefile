@@ -10,7 +10,7 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	# a CPU build of torch first (see DESIGN.md): a bare `torch` would pull a multi-GB CUDA build
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==2.13.0"
 
 install: $(PY)
 	$(PY) -m pip install -q -e .
