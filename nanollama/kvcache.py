@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['DTYPES', 'KVCache', 'prefill', 'decode_one_token', 'greedy_generate', 'pick_device', 'parse_dtype', 'LLM']
 
-# %% ../nbs/02_kvcache.ipynb #dd1541e7
+# %% ../nbs/02_kvcache.ipynb #6dfdd7ce
 import time
 import torch, torch.nn as nn
 from .loading import ModelConfig, Tokenizer, LoadError, resolve_model
 from .model import Transformer
 
-# %% ../nbs/02_kvcache.ipynb #3348a134
+# %% ../nbs/02_kvcache.ipynb #c136eb0d
 class KVCache(nn.Module):
     "Static per-layer key/value buffers [n_slots, n_kv_heads, max_seq_len, head_dim]."
     def __init__(self, cfg: ModelConfig, n_slots: int, max_seq_len: int, device='cpu', dtype=torch.float32):
@@ -40,7 +40,7 @@ class KVCache(nn.Module):
     @property
     def nbytes(self): return 2 * self.k.numel() * self.k.element_size()
 
-# %% ../nbs/02_kvcache.ipynb #cd281887
+# %% ../nbs/02_kvcache.ipynb #c702480c
 @torch.no_grad()
 def prefill(model: Transformer, ids: list[int], cache: KVCache, slot: int = 0, start_pos: int = 0):
     "Run `ids` through the model into `slot` at positions start_pos.. ; float32 logits of the last position [vocab]."
@@ -55,7 +55,7 @@ def decode_one_token(model: Transformer, tokens, input_pos, cache: KVCache, slot
     "tokens, input_pos: [B] (one token per row, each at its own position) -> float32 logits [B, vocab]."
     return model(tokens[:, None], input_pos[:, None], cache, slots)[:, -1]
 
-# %% ../nbs/02_kvcache.ipynb #5d6116ee
+# %% ../nbs/02_kvcache.ipynb #d7a3863b
 def greedy_generate(model: Transformer, ids: list[int], max_new_tokens: int, eos_ids=(), cache: KVCache|None=None) -> list[int]:
     "Greedy continuation of `ids` (new token ids only), using a KV cache."
     dev = next(model.parameters()).device
@@ -68,7 +68,7 @@ def greedy_generate(model: Transformer, ids: list[int], max_new_tokens: int, eos
         logits = decode_one_token(model, torch.tensor([tok], device=dev), torch.tensor([pos], device=dev), cache)
         tok, pos = int(logits[0].argmax()), pos + 1
 
-# %% ../nbs/02_kvcache.ipynb #f556bfc6
+# %% ../nbs/02_kvcache.ipynb #f149d3dd
 DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 
 def pick_device(device: str|None = None) -> torch.device:
@@ -104,7 +104,7 @@ class LLM:
         path = resolve_model(str(model))
         if path.suffix == '.gguf':
             from nanollama.gguf import load_gguf
-            cfg, sd, tok = load_gguf(path, device, dtype)
+            cfg, sd, tok = load_gguf(path, device, dtype, tokenizer=tokenizer is None)
             m = Transformer.from_state_dict(cfg, sd, device, dtype)
         else:
             m, tok = Transformer.from_pretrained(path, device, dtype), (None if tokenizer else Tokenizer.from_dir(path))
