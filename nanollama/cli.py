@@ -4,16 +4,16 @@
 
 # %% auto #0
 __all__ = ['DEFAULT_MODEL', 'DEFAULTS', 'OLLAMA_NAMES', 'build_parser', 'resolve_options', 'sampling_params', 'CLIError',
-           'compile_hook', 'model_name', 'load_llm', 'main', 'n_ctx_of', 'chat_ids', 'start', 'stream', 'run_prompt',
-           'Repl', 'read_prompts', 'run_batch', 'run_serve', 'hub_cache_dir', 'cached_models', 'table', 'cmd_list',
-           'cmd_rm', 'peak_rss', 'bench', 'cmd_bench']
+           'model_name', 'load_llm', 'main', 'n_ctx_of', 'chat_ids', 'start', 'stream', 'run_prompt', 'Repl',
+           'read_prompts', 'run_batch', 'run_serve', 'hub_cache_dir', 'cached_models', 'table', 'cmd_list', 'cmd_rm',
+           'peak_rss', 'bench', 'cmd_bench']
 
-# %% ../nbs/07_cli.ipynb #d01fd38b
+# %% ../nbs/07_cli.ipynb #0ec6d989
 import argparse, inspect, json, os, re, signal, sys, textwrap, time
 from pathlib import Path
 from fastcore.basics import patch
 
-# %% ../nbs/07_cli.ipynb #7e707b62
+# %% ../nbs/07_cli.ipynb #1fc87c96
 DEFAULT_MODEL = 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'
 
 DEFAULTS = dict(model=DEFAULT_MODEL, device=None, dtype='float32', quantize=None, temp=0.7, top_k=50, top_p=0.9,
@@ -25,7 +25,7 @@ OLLAMA_NAMES = dict(temperature='temp', top_k='top_k', top_p='top_p', min_p='min
                     repeat_last_n='repeat_last_n', num_predict='max_tokens', max_tokens='max_tokens', seed='seed',
                     stop='stop', num_ctx='ctx_size', model='model', system='system', template='template')
 
-# %% ../nbs/07_cli.ipynb #92b1ea13
+# %% ../nbs/07_cli.ipynb #38df871a
 def _checked(kind, ok, want):
     "An argparse `type`: parse with `kind`, then require `ok(value)`; the error names what was wanted."
     def parse(s):
@@ -64,11 +64,10 @@ def _dtype(s: str) -> str:
     raise argparse.ArgumentTypeError(f"must be float32, float16 or bfloat16, got {s!r}")
 
 def _quant(s: str) -> str|None:
-    if s.lower() in ('q8', 'q4'): return s.lower()
-    if s.lower() == 'none': return None
-    raise argparse.ArgumentTypeError(f"must be q8 or q4, got {s!r}")
+    if s.lower() in ('q8', 'q4', 'none'): return s.lower()
+    raise argparse.ArgumentTypeError(f"must be q8, q4 or none, got {s!r}")
 
-# %% ../nbs/07_cli.ipynb #6936703e
+# %% ../nbs/07_cli.ipynb #7ac465de
 class _Parser(argparse.ArgumentParser):
     "argparse with one-line errors: `nanollama: error: ...` and exit code 2."
     def error(self, message):
@@ -107,7 +106,7 @@ def _model_flags(p):
     p.add_argument('--model', '-m', metavar='MODEL', help=f"Hugging Face model ID, local model directory or .gguf file (default: {DEFAULT_MODEL})")
     p.add_argument('--device', type=_device, metavar='DEVICE', help="cpu, cuda or mps (default: auto-detected, cuda > mps > cpu)")
     p.add_argument('--dtype', type=_dtype, metavar='DTYPE', help=_d('dtype', "float32, float16 or bfloat16"))
-    p.add_argument('--quantize', type=_quant, metavar='Q', help="post-load weight quantization: q8 or q4 (default: none)")
+    p.add_argument('--quantize', type=_quant, metavar='Q', help="quantize weights while loading: q8 or q4; none runs a GGUF file dequantized to --dtype (default: none; a GGUF file keeps its own quantization)")
     p.add_argument('--compile', action='store_true', default=None, help="use torch.compile for the decode step (default: off)")
     p.add_argument('--tokenizer', metavar='MODEL_ID', help="take the tokenizer from this model ID or directory (needed for GGUF files without one)")
 
@@ -163,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument('--verbose', '-v', action='store_true', help="show settings, timings and, on errors, the traceback")
     return p
 
-# %% ../nbs/07_cli.ipynb #7062207a
+# %% ../nbs/07_cli.ipynb #5b0193bf
 def resolve_options(args: argparse.Namespace) -> dict:
     "The settings of a run: explicit flags > the Modelfile's values > `DEFAULTS` (plus the Modelfile's `messages`)."
     from nanollama.chat import read_modelfile, merge_options
@@ -180,7 +179,7 @@ def resolve_options(args: argparse.Namespace) -> dict:
     opts['messages'] = messages
     return opts
 
-# %% ../nbs/07_cli.ipynb #dd434bab
+# %% ../nbs/07_cli.ipynb #28945c18
 def sampling_params(opts: dict):
     "`SamplingParams` from the merged options."
     from nanollama.sampling import SamplingParams
@@ -188,26 +187,11 @@ def sampling_params(opts: dict):
                           repeat_penalty=opts['repeat_penalty'], repeat_last_n=opts['repeat_last_n'], seed=opts['seed'],
                           max_tokens=None if opts['max_tokens'] == -1 else opts['max_tokens'], stop=list(opts['stop'] or []))
 
-# %% ../nbs/07_cli.ipynb #75e543bc
+# %% ../nbs/07_cli.ipynb #7e8457d9
 class CLIError(Exception):
     "A problem the user can fix (a missing module, a refused confirmation...): reported as one line, exit code 1."
 
 _LOADED: dict = {}     # settings -> LLM, the two most recently used
-
-def compile_hook(llm):
-    "Turn on `torch.compile` for `llm`'s decode step (`--compile`)."
-    if callable(getattr(llm, 'compile', None)): return llm.compile()
-    import torch
-    if not hasattr(torch, 'compile'): raise CLIError(f"--compile needs torch.compile (PyTorch >= 2.0; this is {torch.__version__})")
-    print("nanollama: note: this build has no compiled decode step yet; running uncompiled", file=sys.stderr)
-
-def _quantizer(scheme):
-    "`nanollama.quant.quantize_`, or a clear error if this installation lacks it."
-    try: from nanollama.quant import quantize_
-    except ModuleNotFoundError as e:
-        if e.name != 'nanollama.quant': raise
-        raise CLIError(f"--quantize {scheme} needs nanollama.quant, which this installation does not have") from None
-    return quantize_
 
 def model_name(model) -> str:
     "How to call `model` in messages: a local file or directory by its name, a Hub ID as is."
@@ -224,12 +208,10 @@ def load_llm(model: str, device=None, dtype='float32', tokenizer=None, quantize=
         _LOADED[key] = _LOADED.pop(key)                               # most recently used last
         return _LOADED[key]
     t0 = time.perf_counter()
-    takes = inspect.signature(LLM.load).parameters
-    kw = {k: v for k, v in dict(quantize=quantize, compile=compile).items() if v and k in takes}
-    quantize_ = _quantizer(quantize) if quantize and 'quantize' not in kw else None    # fail before the slow part
-    llm = LLM.load(str(model), device=device, dtype=dtype, tokenizer=tokenizer, **kw)
-    if quantize_: quantize_(llm.model, quantize)
-    if compile and 'compile' not in kw: compile_hook(llm)
+    try: llm = LLM.load(str(model), device=device, dtype=dtype, tokenizer=tokenizer, quantize=quantize, compile=bool(compile))
+    except RuntimeError as e:                                          # e.g. --compile without a C++ compiler
+        if type(e) is not RuntimeError: raise
+        raise CLIError(str(e)) from None
     extra = ''.join(f", {x}" for x in (quantize, 'compiled' if compile else None) if x)
     print(f"loaded {model_name(model)} ({llm.config.architecture}, {llm.device}, {str(llm.dtype).replace('torch.', '')}{extra}) "
           f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -238,7 +220,7 @@ def load_llm(model: str, device=None, dtype='float32', tokenizer=None, quantize=
         while len(_LOADED) > 2: _LOADED.pop(next(iter(_LOADED)))
     return llm
 
-# %% ../nbs/07_cli.ipynb #83fd6bf9
+# %% ../nbs/07_cli.ipynb #6b3263a7
 def _one_line(e: BaseException) -> str:
     "An exception as one line: the first line of its message, after its type name unless it is one of ours (or a ValueError/OSError)."
     lines = (str(e).strip() or type(e).__name__).splitlines()
@@ -246,7 +228,7 @@ def _one_line(e: BaseException) -> str:
     ours = isinstance(e, (CLIError, ValueError, OSError)) or type(e).__module__.split('.')[0] == 'nanollama'
     return msg if ours else f"{type(e).__name__}: {msg}"
 
-# %% ../nbs/07_cli.ipynb #8df1be11
+# %% ../nbs/07_cli.ipynb #1beb460a
 def main(argv: list[str]|None = None) -> int:
     "Run the `nanollama` command line with `argv` (default: `sys.argv[1:]`); return the exit code."
     verbose = False
@@ -287,7 +269,7 @@ def _dispatch(args) -> int:
     if args.interactive: return Repl(llm, opts, verbose=args.verbose).run()
     return run_batch(llm, prompts, opts, chat=chat)
 
-# %% ../nbs/07_cli.ipynb #6a405c70
+# %% ../nbs/07_cli.ipynb #05f32e12
 def n_ctx_of(llm, opts) -> int:
     "The context window: `--ctx-size`/`num_ctx`, else the model's, at most 4096 tokens (capped by the model's)."
     return min(opts.get('ctx_size') or 4096, llm.config.max_position_embeddings)
@@ -329,7 +311,7 @@ def run_prompt(llm, prompt: str, opts: dict, chat=False) -> int:
     out.write(f"{gen.stats}\n"); out.flush()
     return 0
 
-# %% ../nbs/07_cli.ipynb #06fc2863
+# %% ../nbs/07_cli.ipynb #b1718133
 _HELP = '''Available Commands:
   /set            Set session variables
   /show           Show model information
@@ -372,7 +354,7 @@ class Repl:
         self.show_stats, self.tty = True, sys.stdin.isatty()
         self.params = sampling_params(self.opts)
 
-# %% ../nbs/07_cli.ipynb #a98bb62c
+# %% ../nbs/07_cli.ipynb #1b032b57
 @patch
 def _line(self: Repl, prompt: str) -> str:
     "One line from the user (EOFError at the end of input)."
@@ -396,7 +378,7 @@ def read(self: Repl) -> str:
             return '\n'.join(lines)
         lines.append(line)
 
-# %% ../nbs/07_cli.ipynb #d5e47032
+# %% ../nbs/07_cli.ipynb #fa692d95
 @patch
 def answer(self: Repl, text: str) -> str:
     "Answer the user's message `text`, streaming; return the answer."
@@ -420,7 +402,7 @@ def answer(self: Repl, text: str) -> str:
     out.flush()
     return answer
 
-# %% ../nbs/07_cli.ipynb #7e3b0585
+# %% ../nbs/07_cli.ipynb #1d232e98
 @patch
 def set_parameter(self: Repl, name: str, values: list[str]) -> str:
     "`/set parameter NAME VALUE...`: check and apply; return the message to show."
@@ -490,7 +472,7 @@ def command(self: Repl, line: str) -> bool:
     print(msg, file=sys.stdout)
     return True
 
-# %% ../nbs/07_cli.ipynb #de0366a9
+# %% ../nbs/07_cli.ipynb #d7f4efb6
 def _history_file() -> Path|None:
     p = os.environ.get('NANOLLAMA_HISTORY', str(Path('~/.nanollama_history').expanduser()))
     return Path(p) if p else None
@@ -530,7 +512,7 @@ def run(self: Repl) -> int:
                 import readline; readline.set_history_length(1000); readline.write_history_file(hist)
             except OSError: pass
 
-# %% ../nbs/07_cli.ipynb #c8703b4a
+# %% ../nbs/07_cli.ipynb #b610844a
 def read_prompts(path) -> list[str]:
     "The non-blank lines of the UTF-8 file at `path`."
     path = Path(path).expanduser()
@@ -573,7 +555,7 @@ def run_batch(llm, prompts: list[str], opts: dict, chat=False) -> int:
     out.flush()
     return 1 if failed else 0
 
-# %% ../nbs/07_cli.ipynb #d726496a
+# %% ../nbs/07_cli.ipynb #a9f2f581
 def run_serve(opts: dict, tokenizer=None, compile=False) -> int:
     "`--serve`: run the OpenAI-compatible server (`nanollama.server.serve`) until Ctrl-C; the model loads in the background."
     try: from nanollama.server import serve
@@ -584,7 +566,6 @@ def run_serve(opts: dict, tokenizer=None, compile=False) -> int:
     from nanollama.loading import resolve_model, _looks_like_hub_id
     model = opts['model']
     pick_device(opts['device'])
-    if opts['quantize']: _quantizer(opts['quantize'])
     if Path(str(model)).expanduser().exists() or not _looks_like_hub_id(str(model)): resolve_model(str(model))
     failed = []
     def loader():
@@ -601,7 +582,7 @@ def run_serve(opts: dict, tokenizer=None, compile=False) -> int:
     serve(loader, **{k: v for k, v in kw.items() if k in takes})
     return 1 if failed else 0
 
-# %% ../nbs/07_cli.ipynb #f1a3d79b
+# %% ../nbs/07_cli.ipynb #b1528287
 def hub_cache_dir() -> Path:
     "The Hugging Face hub cache: $HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub or ~/.cache/huggingface/hub."
     env = os.environ
@@ -631,7 +612,7 @@ def cmd_list() -> int:
     out.write(table([[r.repo_id, r.size_on_disk_str, r.last_modified_str] for r in repos], ['MODEL', 'SIZE', 'MODIFIED']) + '\n')
     return 0
 
-# %% ../nbs/07_cli.ipynb #bd3f80d3
+# %% ../nbs/07_cli.ipynb #8891e1cf
 def _ask(question: str) -> bool:
     "Ask on stderr, read stdin; only y/yes is a yes (EOF is a no)."
     print(question, end='', file=sys.stderr, flush=True)
@@ -660,7 +641,7 @@ def cmd_rm(model_ids: list[str], yes=False) -> int:
     print(f"Deleted {names} (freed {strategy.expected_freed_size_str})", file=sys.stdout)
     return 0
 
-# %% ../nbs/07_cli.ipynb #7a80d41a
+# %% ../nbs/07_cli.ipynb #70a25242
 def _sync(device):
     import torch
     if device.type == 'cuda': torch.cuda.synchronize(device)
@@ -671,7 +652,11 @@ def _mean_std(xs):
     return m, (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
 
 def peak_rss() -> int|None:
-    "Peak resident memory of this process, in bytes (None where `resource` is missing)."
+    "Peak resident memory of this process, in bytes (None where unknown)."
+    try:                                   # Linux: VmHWM. (ru_maxrss would include the parent's peak from before exec)
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('VmHWM:'): return int(line.split()[1]) * 1024
+    except OSError: pass
     try: import resource
     except ImportError: return None
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['RMSNorm', 'rope_inv_freq', 'rope_tables', 'rotate_half', 'apply_rope', 'attention_naive', 'attention', 'Attention',
-           'MLP', 'Block', 'Decoder', 'Transformer']
+           'MLP', 'Block', 'Decoder', 'Transformer', 'materialize', 'release_memory']
 
-# %% ../nbs/01_attention.ipynb #798c36e7
-import math
+# %% ../nbs/01_attention.ipynb #7436a918
+import math, ctypes
 import torch, torch.nn as nn, torch.nn.functional as F
 from .loading import ModelConfig, LoadError, load_config, load_state_dict
 
-# %% ../nbs/01_attention.ipynb #95f76bea
+# %% ../nbs/01_attention.ipynb #58801d58
 class RMSNorm(nn.Module):
     "x / rms(x) * weight, computed in float32."
     def __init__(self, dim: int, eps: float = 1e-6):
@@ -24,7 +24,7 @@ class RMSNorm(nn.Module):
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x.to(dtype)
 
-# %% ../nbs/01_attention.ipynb #f8cb42dc
+# %% ../nbs/01_attention.ipynb #2614da30
 def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
     "The rotation frequency θ_i of each dimension pair, with the config's RoPE scaling applied (float32)."
     d = cfg.head_dim
@@ -59,19 +59,19 @@ def apply_rope(x, cos, sin):
     cos, sin = cos.unsqueeze(1).to(x.dtype), sin.unsqueeze(1).to(x.dtype)
     return x * cos + rotate_half(x) * sin
 
-# %% ../nbs/01_attention.ipynb #486f9b76
+# %% ../nbs/01_attention.ipynb #243e6a41
 def attention_naive(q, k, v, mask):
     "softmax(q kᵀ/√d + mask) v, spelled out. q [B,H,T,D]; k, v [B,H,S,D]; mask [B,1,T,S] bool (True = may attend)."
     scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])    # [B, H, T, S]
     scores = scores.masked_fill(~mask, float('-inf'))
     return (scores.softmax(-1) @ v.float()).to(q.dtype)                               # [B, H, T, D]
 
-# %% ../nbs/01_attention.ipynb #81c6d1fd
+# %% ../nbs/01_attention.ipynb #fdb07d17
 def attention(q, k, v, mask):
     "Fused attention with grouped-query heads: q [B,H,T,D]; k, v [B,Hkv,S,D]; mask [B,1,T,S] bool."
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
 
-# %% ../nbs/01_attention.ipynb #fe5d55af
+# %% ../nbs/01_attention.ipynb #e7ff1934
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int):
         super().__init__()
@@ -82,7 +82,7 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, self.n_kv_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, cfg.hidden_size, bias=False)
 
-    def forward(self, x, cos, sin, input_pos, cache=None, slots=None):
+    def forward(self, x, cos, sin, input_pos, cache=None, slots=None, n_keys=None):
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)      # [B, H, T, D]
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)   # [B, Hkv, T, D]
@@ -91,13 +91,13 @@ class Attention(nn.Module):
         if cache is None:
             key_pos = input_pos                                                        # keys are this call's tokens
         else:
-            k, v = cache.update(self.layer_idx, k, v, input_pos, slots)                # [B, Hkv, S, D]: the slot's whole history
+            k, v = cache.update(self.layer_idx, k, v, input_pos, slots, n_keys)        # [B, Hkv, S, D]: the slot's whole history
             key_pos = torch.arange(k.shape[2], device=x.device).expand(B, -1)
         mask = (key_pos[:, None, :] <= input_pos[:, :, None])[:, None]                 # [B, 1, T, S]
         y = attention(q, k, v, mask)                                                   # [B, H, T, D]
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
-# %% ../nbs/01_attention.ipynb #58945836
+# %% ../nbs/01_attention.ipynb #883315e3
 class MLP(nn.Module):
     "down(silu(gate(x)) * up(x))"
     def __init__(self, cfg: ModelConfig):
@@ -116,15 +116,16 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, input_pos, cache=None, slots=None):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, input_pos, cache, slots)
+    def forward(self, x, cos, sin, input_pos, cache=None, slots=None, n_keys=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, input_pos, cache, slots, n_keys)
         return x + self.mlp(self.post_attention_layernorm(x))
 
-# %% ../nbs/01_attention.ipynb #d326e7a6
+# %% ../nbs/01_attention.ipynb #71d91ed8
 class Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        # `_weight`: no random init (we always load weights; and on the meta device `normal_` would drag in torch._dynamo)
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, _weight=torch.empty(cfg.vocab_size, cfg.hidden_size))
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
@@ -144,41 +145,73 @@ class Transformer(nn.Module):
             self.rope_cos, self.rope_sin = rope_tables(self.config, n, device)
         return self.rope_cos, self.rope_sin
 
-    def forward(self, tokens, input_pos=None, cache=None, slots=None, last_only=False):
-        "tokens [B,T] -> float32 logits [B,T,vocab] (or [B,1,vocab] with `last_only`). `input_pos` [B,T] defaults to 0..T-1."
+    def forward(self, tokens, input_pos=None, cache=None, slots=None, last_only=False, n_keys=None):
+        "tokens [B,T] -> float32 logits [B,T,vocab] (or [B,1,vocab] with `last_only`). `input_pos` [B,T] defaults to 0..T-1; `n_keys`: max(input_pos)+1, if the caller knows it."
         B, T = tokens.shape
         if input_pos is None: input_pos = torch.arange(T, device=tokens.device).expand(B, T)
-        cos, sin = self.rope(int(input_pos.max()) + 1, tokens.device)
+        if n_keys is None: n_keys = int(input_pos.max()) + 1                            # cache positions the rows attend over
+        cos, sin = self.rope(n_keys, tokens.device)
         cos, sin = cos[input_pos], sin[input_pos]                                       # [B, T, head_dim]
         x = self.model.embed_tokens(tokens)                                              # [B, T, hidden]
-        for layer in self.model.layers: x = layer(x, cos, sin, input_pos, cache, slots)
+        for layer in self.model.layers: x = layer(x, cos, sin, input_pos, cache, slots, n_keys)
         if last_only: x = x[:, -1:]
         return self.lm_head(self.model.norm(x)).float()
 
-# %% ../nbs/01_attention.ipynb #2fb29da3
+# %% ../nbs/01_attention.ipynb #39289d36
+def materialize(t) -> torch.Tensor:
+    "A state-dict value as a tensor: a tensor as is, a lazy one (anything with `.load()`) read now."
+    return t if isinstance(t, torch.Tensor) else t.load()
+
+def release_memory():
+    "Hand freed heap memory back to the OS: glibc keeps it otherwise, and it would count as resident for the rest of the run."
+    try: ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError, TypeError): pass                   # not glibc: nothing to do
+
+def _set_param(model: nn.Module, key: str, t: torch.Tensor):
+    mod, _, leaf = key.rpartition('.')
+    setattr(model.get_submodule(mod), leaf, nn.Parameter(t, requires_grad=False))
+
 @classmethod
-def _from_state_dict(cls, cfg: ModelConfig, sd: dict, device='cpu', dtype=None):
-    "A `Transformer` whose parameters are the tensors of `sd` (HF names), on `device` in `dtype`."
-    sd = dict(sd)
-    if cfg.tie_word_embeddings or 'lm_head.weight' not in sd: sd['lm_head.weight'] = sd.get('model.embed_tokens.weight')
+def _from_state_dict(cls, cfg: ModelConfig, sd: dict, device='cpu', dtype=None, swap=None):
+    "A `Transformer` built from `sd` (HF names; values tensors or lazy tensors) on `device` in `dtype`; `swap(name, module, weight, bias)` may replace linear layers and the embedding."
+    emb = 'model.embed_tokens.weight'
+    tied = cfg.tie_word_embeddings or 'lm_head.weight' not in sd
+    def raw(k): return sd[emb if tied and k == 'lm_head.weight' else k]
     with torch.device('meta'): model = cls(cfg)
-    expected = set(model.state_dict())
-    if missing := sorted(k for k in expected if sd.get(k) is None):
+    expected = model.state_dict()
+    if missing := sorted(k for k in expected if (emb if tied and k == 'lm_head.weight' else k) not in sd):
         raise LoadError(f"the checkpoint lacks {len(missing)} tensor(s) the {cfg.architecture} needs, e.g. {', '.join(missing[:3])}")
-    if unexpected := sorted(set(sd) - expected):
+    if unexpected := sorted(set(sd) - set(expected) - ({'lm_head.weight'} if tied else set())):
         raise LoadError(f"the checkpoint has {len(unexpected)} tensor(s) a {cfg.architecture} does not use, e.g. {', '.join(unexpected[:3])}")
-    for k, p in model.state_dict().items():
-        if sd[k].shape != p.shape: raise LoadError(f"tensor {k} has shape {tuple(sd[k].shape)}, the config implies {tuple(p.shape)}")
-    sd = {k: t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else t.dtype) for k, t in sd.items()}
-    model.load_state_dict(sd, assign=True, strict=True)
-    if 'lm_head.weight' in sd and sd['lm_head.weight'] is sd['model.embed_tokens.weight'] or cfg.tie_word_embeddings:
+    for k, p in expected.items():
+        if raw(k).shape != p.shape: raise LoadError(f"tensor {k} has shape {tuple(raw(k).shape)}, the config implies {tuple(p.shape)}")
+    def load(k):
+        t = materialize(raw(k))
+        return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else t.dtype)
+    todo = dict.fromkeys(expected)                                        # keys still to load, in order
+    if swap is not None:                                                  # lm_head first: a tied embedding may reuse it
+        names = ['lm_head', *(n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Embedding)) and n != 'lm_head')]
+        for name in names:
+            mod = model.get_submodule(name)
+            bias = load(f'{name}.bias') if getattr(mod, 'bias', None) is not None else None
+            new = swap(name, mod, raw(f'{name}.weight'), bias)
+            if new is None: continue
+            parent, _, leaf = name.rpartition('.')
+            setattr(model.get_submodule(parent) if parent else model, leaf, new)
+            todo.pop(f'{name}.weight'); todo.pop(f'{name}.bias', None)
+            release_memory()                                              # the float weight and the scratch are gone
+    for k in todo:
+        if tied and k == 'lm_head.weight' and isinstance(model.lm_head, nn.Linear) and isinstance(model.model.embed_tokens, nn.Embedding):
+            continue                                                      # tied below: the same tensor, not a copy
+        _set_param(model, k, load(k))
+    if tied and 'lm_head.weight' in todo and isinstance(model.model.embed_tokens, nn.Embedding):
         model.lm_head.weight = model.model.embed_tokens.weight
     return model.eval().requires_grad_(False)
 
 @classmethod
-def _from_pretrained(cls, path, device='cpu', dtype=torch.float32):
-    "Load a Hugging Face model directory into a `Transformer`."
+def _from_pretrained(cls, path, device='cpu', dtype=torch.float32, swap=None):
+    "Load a Hugging Face model directory into a `Transformer`, one tensor at a time (see `from_state_dict` for `swap`)."
     cfg = load_config(path)
-    return cls.from_state_dict(cfg, load_state_dict(path, device=device, dtype=dtype), device, dtype)
+    return cls.from_state_dict(cfg, load_state_dict(path, device=device, dtype=dtype, lazy=True), device, dtype, swap)
 
 Transformer.from_state_dict, Transformer.from_pretrained = _from_state_dict, _from_pretrained

@@ -4,16 +4,16 @@
 
 # %% auto #0
 __all__ = ['INT4_GROUPSIZES', 'quantize_q8', 'dequantize_q8', 'quantize_q4', 'dequantize_q4', 'pack_int4', 'unpack_int4',
-           'DequantLinear', 'kernel_for', 'native_bf16', 'Q8Linear', 'Q4Linear', 'quantize_linear', 'quantize_',
-           'nbytes', 'perplexity']
+           'DequantLinear', 'kernel_for', 'native_bf16', 'Q8Linear', 'Q4Linear', 'row_chunks', 'quantize_linear',
+           'quantize_', 'nbytes', 'Q8Embedding', 'quantizer', 'compile_decode', 'perplexity']
 
-# %% ../nbs/04_quantization.ipynb #58fc79c0
+# %% ../nbs/04_quantization.ipynb #d1967774
 import math
 from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 
-# %% ../nbs/04_quantization.ipynb #0ab12e43
+# %% ../nbs/04_quantization.ipynb #e2940fea
 def _bf16_away(x: Tensor) -> Tensor:
     "`x` in bfloat16, rounded away from zero (a scale never shrinks, so no weight gets clipped)."
     b = x.to(torch.bfloat16)
@@ -32,7 +32,7 @@ def dequantize_q8(q: Tensor, scales: Tensor, dtype=torch.float32) -> Tensor:
     "The float weight [out, in] that int8 `q` and per-row `scales` stand for."
     return q.to(dtype) * scales.to(dtype)[:, None]
 
-# %% ../nbs/04_quantization.ipynb #bf33231b
+# %% ../nbs/04_quantization.ipynb #2dca2db2
 def quantize_q4(w: Tensor, groupsize: int = 32, symmetric: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     "Group-wise 4-bit, `w ≈ (q - 8) * scale + zero` per group of `groupsize` inputs: q uint8 0..15 [out, in padded to groupsize], scales and zeros bf16 [out, n_groups]."
     if groupsize < 2 or groupsize % 2: raise ValueError(f"groupsize must be an even number >= 2, got {groupsize}")
@@ -61,7 +61,7 @@ def dequantize_q4(q: Tensor, scales: Tensor, zeros: Tensor, in_features: int|Non
     w = (g - 8) * scales.to(dtype).unsqueeze(-1) + zeros.to(dtype).unsqueeze(-1)
     return w.view(n_out, n_in)[:, :in_features or n_in]
 
-# %% ../nbs/04_quantization.ipynb #99d83455
+# %% ../nbs/04_quantization.ipynb #c2c8acac
 def pack_int4(q: Tensor) -> Tensor:
     "Two 4-bit values per byte: uint8 0..15 [out, in] -> [out, in/2], even columns in the high nibble."
     return (q[:, ::2] << 4) | q[:, 1::2]
@@ -70,7 +70,7 @@ def unpack_int4(p: Tensor) -> Tensor:
     "Inverse of `pack_int4`: [out, in/2] -> uint8 0..15 [out, in]."
     return torch.stack([p >> 4, p & 15], -1).view(p.shape[0], -1)
 
-# %% ../nbs/04_quantization.ipynb #c04b4392
+# %% ../nbs/04_quantization.ipynb #2fabae4b
 class DequantLinear(nn.Module):
     "Reference weight-only quantized linear: keeps q8 or q4 data and dequantizes the whole weight on every forward."
     def __init__(self, scheme: str, q: Tensor, scales: Tensor, zeros: Tensor|None = None, bias: Tensor|None = None,
@@ -97,7 +97,7 @@ class DequantLinear(nn.Module):
         return (f"{self.scheme}, in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
                 + (f", groupsize={self.groupsize}" if self.groupsize else ''))
 
-# %% ../nbs/04_quantization.ipynb #f1099f6d
+# %% ../nbs/04_quantization.ipynb #303002a8
 INT4_GROUPSIZES = (32, 64, 128, 256)
 
 def kernel_for(scheme: str, device, groupsize: int = 32) -> str|None:
@@ -113,7 +113,7 @@ def kernel_for(scheme: str, device, groupsize: int = 32) -> str|None:
         and torch.cuda.get_device_capability(device) >= (8, 0)): return 'cuda'
     return None
 
-# %% ../nbs/04_quantization.ipynb #aaabbef3
+# %% ../nbs/04_quantization.ipynb #b559ff5a
 def native_bf16() -> bool:
     "Does this CPU do bf16 arithmetic natively (AVX512-BF16 or AMX)? Without it PyTorch emulates bf16 matmuls."
     return any(getattr(torch.cpu, f, lambda: False)() for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
@@ -127,7 +127,7 @@ class Q8Linear(nn.Module):
         self.kernel = kernel_for('q8', q.device)
         if self.kernel is None: raise ValueError(f"no int8 kernel on {q.device}: use DequantLinear")
         self.k_pad = -self.in_features % 8 if self.kernel == 'cpu' else 0     # the CPU kernel crashes unless in % 8 == 0
-        self.register_buffer('weight', F.pad(q, (0, self.k_pad)).contiguous())  # [out, in(+pad)] int8
+        self.register_buffer('weight', (F.pad(q, (0, self.k_pad)) if self.k_pad else q).contiguous())  # [out, in(+pad)] int8
         self.register_buffer('scales', scales.to(torch.bfloat16))             # [out]
         self.register_buffer('bias', None if bias is None else bias.detach())
 
@@ -150,7 +150,7 @@ class Q8Linear(nn.Module):
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, kernel={self.kernel}"
 
-# %% ../nbs/04_quantization.ipynb #d8390663
+# %% ../nbs/04_quantization.ipynb #955d2c83
 class Q4Linear(nn.Module):
     "Weight-only group-wise int4 linear on PyTorch's int4 kernels (bf16 activations); pads shapes the kernels refuse."
     def __init__(self, q: Tensor, scales: Tensor, zeros: Tensor, bias: Tensor|None = None, in_features: int|None = None):
@@ -187,22 +187,35 @@ class Q4Linear(nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"groupsize={self.groupsize}, kernel={self.kernel}")
 
-# %% ../nbs/04_quantization.ipynb #71ffe9f7
-def quantize_linear(weight: Tensor, bias: Tensor|None = None, scheme: str = 'q8', groupsize: int = 32,
+# %% ../nbs/04_quantization.ipynb #390a26fe
+def row_chunks(weight, chunk: int = 2048):
+    "The rows of `weight` as float tensors, `chunk` rows at a time: a tensor is sliced, a lazy one (chapter 00) reads only those rows."
+    for i in range(0, weight.shape[0], chunk):
+        rows = slice(i, min(i + chunk, weight.shape[0]))
+        yield (weight[rows] if isinstance(weight, Tensor) else weight.load(rows)).float()
+
+def quantize_linear(weight, bias: Tensor|None = None, scheme: str = 'q8', groupsize: int = 32,
                     backend: str = 'auto') -> nn.Module:
-    "Quantize one linear layer (`weight` [out, in], `bias`) to `scheme` ('q8'|'q4') on `weight`'s device; `backend`: 'auto'|'kernel'|'reference'."
+    "Quantize one linear layer (`weight` [out, in], a tensor or a lazy one, and `bias`) to `scheme` ('q8'|'q4') on its device; `backend`: 'auto'|'kernel'|'reference'."
     if scheme not in ('q8', 'q4'): raise ValueError(f"scheme must be 'q8' or 'q4', got {scheme!r}")
     if backend not in ('auto', 'kernel', 'reference'): raise ValueError(f"backend must be 'auto', 'kernel' or 'reference', got {backend!r}")
-    if weight.dim() != 2: raise ValueError(f"weight must be 2-D [out, in], got shape {tuple(weight.shape)}")
-    kernel = None if backend == 'reference' else kernel_for(scheme, weight.device, groupsize)
-    if backend == 'kernel' and kernel is None: raise ValueError(f"no {scheme} kernel on {weight.device} for groupsize {groupsize}")
-    if scheme == 'q8':
-        q, s = quantize_q8(weight)
-        return Q8Linear(q, s, bias) if kernel else DequantLinear('q8', q, s, bias=bias)
-    q, s, z = quantize_q4(weight, groupsize)
-    return (Q4Linear if kernel else partial(DequantLinear, 'q4'))(q, s, z, bias, weight.shape[1])
+    if len(weight.shape) != 2: raise ValueError(f"weight must be 2-D [out, in], got shape {tuple(weight.shape)}")
+    chunks = row_chunks(weight)                                           # rows are independent: quantize a slice at a time
+    first = next(chunks)
+    kernel = None if backend == 'reference' else kernel_for(scheme, first.device, groupsize)
+    if backend == 'kernel' and kernel is None: raise ValueError(f"no {scheme} kernel on {first.device} for groupsize {groupsize}")
+    quant = quantize_q8 if scheme == 'q8' else partial(quantize_q4, groupsize=groupsize)
+    part = quant(first)                                                   # (q, scales[, zeros]) of the first rows
+    q, *sz = [p.new_empty((weight.shape[0], *p.shape[1:])) for p in part]  # filled in place: no list of parts to concatenate
+    r = 0
+    while part is not None:
+        n = part[0].shape[0]
+        for full, p in zip((q, *sz), part): full[r:r + n] = p
+        r, part = r + n, (quant(c) if (c := next(chunks, None)) is not None else None)
+    if scheme == 'q8': return Q8Linear(q, sz[0], bias) if kernel else DequantLinear('q8', q, sz[0], bias=bias)
+    return (Q4Linear if kernel else partial(DequantLinear, 'q4'))(q, *sz, bias, weight.shape[1])
 
-# %% ../nbs/04_quantization.ipynb #a0efdcc4
+# %% ../nbs/04_quantization.ipynb #240b91e6
 def quantize_(model: nn.Module, scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'q8',
               backend: str = 'auto') -> nn.Module:
     "Swap every `nn.Linear` of `model` in place for a `scheme` layer; a module named `lm_head` gets scheme `lm_head` (None: stays float)."
@@ -217,7 +230,66 @@ def nbytes(module: nn.Module) -> int:
     "Bytes of a module's parameters and buffers, a tensor shared by two of them counted once."
     return sum({t.data_ptr(): t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()]}.values())
 
-# %% ../nbs/04_quantization.ipynb #e51f9e2e
+# %% ../nbs/04_quantization.ipynb #10a3e0b1
+class Q8Embedding(nn.Module):
+    "An embedding table in int8 with one scale per row: a lookup gathers its rows, then dequantizes only those."
+    def __init__(self, q: Tensor, scales: Tensor, dtype=torch.float32, dim: int|None = None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.dtype = q.shape[0], dim or q.shape[1], dtype
+        self.register_buffer('weight', q)                                   # [vocab, dim(+pad)] int8
+        self.register_buffer('scales', scales)                              # [vocab]
+
+    @classmethod
+    def tied_to(cls, head: nn.Module, dtype=torch.float32):
+        "The embedding of a model whose q8 `lm_head` is tied to it: reads the head's int8 rows, no second copy."
+        return cls(head.weight, head.scales, dtype, head.in_features)
+
+    def forward(self, ids):
+        return self.weight[ids, :self.embedding_dim].to(self.dtype) * self.scales[ids].to(self.dtype).unsqueeze(-1)
+
+    def extra_repr(self): return f"{self.num_embeddings}, {self.embedding_dim}, int8 rows"
+
+def quantizer(scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'q8', embedding: bool = True,
+              dtype=torch.float32, backend: str = 'auto'):
+    "A `swap` hook for `Transformer.from_state_dict` that quantizes each linear weight as it is read (lm_head to `lm_head`; the embedding to int8 rows unless `embedding=False`)."
+    head = {}
+    def swap(name, module, weight, bias):
+        if isinstance(module, nn.Embedding):
+            if not embedding: return None
+            h = head.get('layer')
+            if weight is head.get('weight') and getattr(h, 'scheme', 'q8') == 'q8' and hasattr(h, 'scales'):
+                return Q8Embedding.tied_to(h, dtype)                        # tied: share the head's int8 rows
+            table = quantize_linear(weight, None, 'q8', backend='reference')   # int8 rows and scales, filled chunk by chunk
+            return Q8Embedding(table.weight, table.scales, dtype=dtype)
+        s = lm_head if name == 'lm_head' else scheme
+        if s is None: return None
+        layer = quantize_linear(weight, bias, s, groupsize, backend)
+        if name == 'lm_head': head.update(layer=layer, weight=weight)
+        return layer
+    return swap
+
+# %% ../nbs/04_quantization.ipynb #7500deb9
+def compile_decode(model: nn.Module, warmup: bool = True, **kwargs) -> nn.Module:
+    "Compile `model`'s decode step (chapter 02's `decode_step`) with `torch.compile`; `decode_one_token` uses it from now on (compiled now if `warmup`)."
+    import shutil
+    from nanollama.kvcache import decode_step
+    if not hasattr(torch, 'compile'): raise RuntimeError(f"compiling needs torch.compile (PyTorch >= 2.0; this is {torch.__version__})")
+    dev = next(model.buffers(), next(model.parameters())).device
+    if dev.type == 'cpu' and not (shutil.which('c++') or shutil.which('g++') or shutil.which('clang++')):
+        raise RuntimeError("compiling on CPU needs a C++ compiler (torch.compile writes C++); install g++ or run without --compile")
+    model.compiled_step = torch.compile(decode_step, dynamic=True, **kwargs)
+    if warmup: _warm_up(model, dev)
+    return model
+
+def _warm_up(model, dev):
+    "Compile now, not in the middle of the first answer: one decode step at position 1 of a scratch cache."
+    from nanollama.kvcache import KVCache, decode_one_token
+    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    model.rope(1, dev)                                                    # the RoPE tables exist before tracing
+    cache = KVCache(model.config, 1, 4, dev, dtype)             # one slot, as a single conversation uses
+    decode_one_token(model, torch.zeros(1, dtype=torch.long, device=dev), torch.ones(1, dtype=torch.long, device=dev), cache)
+
+# %% ../nbs/04_quantization.ipynb #215c100c
 @torch.no_grad()
 def perplexity(logits_fn, ids) -> float:
     "exp(mean negative log-likelihood) of each token of `ids` given those before it; `logits_fn(tokens [1, T]) -> logits [1, T, vocab]`."
