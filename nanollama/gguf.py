@@ -14,7 +14,7 @@ __all__ = ['GGUF_MAGIC', 'GGUF_VERSIONS', 'GGML_MAX_DIMS', 'VALUE_TYPE_NAMES', '
            'GGUFEmbedding', 'native_quantizer', 'gguf_model']
 
 # %% ../nbs/05_gguf.ipynb #a74614d0
-import ctypes, math, mmap, re, struct, warnings
+import math, mmap, re, struct, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -773,18 +773,6 @@ def native_quantizer(dtype=torch.float32):
 # %% ../nbs/05_gguf.ipynb #c4350894
 QUANTIZE_MODES = (None, 'none', 'q8', 'q4')
 
-try: _malloc_trim = ctypes.CDLL(None).malloc_trim     # glibc
-except (AttributeError, OSError, TypeError): _malloc_trim = None
-
-def _trimming(swap):
-    "`swap`, then hand the heap's free pages back to the OS (glibc's `malloc_trim`)."
-    if swap is None or _malloc_trim is None: return swap
-    def trimmed(*args):
-        layer = swap(*args)
-        _malloc_trim(0)
-        return layer
-    return trimmed
-
 def gguf_model(path, device='cpu', dtype=torch.float32, quantize: str|None = None, tokenizer=True, progress=True):
     "`(Transformer, Tokenizer or None)` from the GGUF file `path`. `quantize`: None runs the file's quantized weights natively (where `device` has int kernels), 'none' dequantizes all to `dtype`, 'q8'/'q4' requantizes every linear layer."
     if quantize not in QUANTIZE_MODES: raise GGUFError(f"unknown quantization {quantize!r}; choose None (the file's own), 'none', 'q8' or 'q4'")
@@ -801,5 +789,5 @@ def gguf_model(path, device='cpu', dtype=torch.float32, quantize: str|None = Non
         with tqdm(total=sum(t.n_bytes for t in sd.values()), unit='B', unit_scale=True, desc='loading',
                   disable=not progress, leave=False) as bar:
             for t in sd.values(): t.bar = bar
-            model = Transformer.from_state_dict(config, sd, device, dtype, _trimming(swap))
+            model = Transformer.from_state_dict(config, sd, device, dtype, swap)
     return model, tok

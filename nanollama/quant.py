@@ -5,13 +5,14 @@
 # %% auto #0
 __all__ = ['INT4_GROUPSIZES', 'quantize_q8', 'dequantize_q8', 'quantize_q4', 'dequantize_q4', 'pack_int4', 'unpack_int4',
            'DequantLinear', 'kernel_for', 'native_bf16', 'Q8Linear', 'Q4Linear', 'row_chunks', 'quantize_linear',
-           'quantize_', 'nbytes', 'Q8Embedding', 'quantizer', 'compile_decode', 'perplexity']
+           'quantize_', 'nbytes', 'Q8Embedding', 'FileEmbedding', 'quantizer', 'compile_decode', 'perplexity']
 
 # %% ../nbs/04_quantization.ipynb #d1967774
-import math
+import itertools, math, os
 from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
+from .loading import LazyTensor
 
 # %% ../nbs/04_quantization.ipynb #e2940fea
 def _bf16_away(x: Tensor) -> Tensor:
@@ -249,9 +250,34 @@ class Q8Embedding(nn.Module):
 
     def extra_repr(self): return f"{self.num_embeddings}, {self.embedding_dim}, int8 rows"
 
+class FileEmbedding(nn.Module):
+    "An embedding table left in its safetensors file (a chapter 00 `LazyTensor`): a lookup reads only its rows."
+    def __init__(self, lazy, dtype=torch.float32):
+        super().__init__()
+        self.file, self.start, self.stored, self.dtype, self.device = str(lazy.file), lazy.start, lazy.stored, dtype, lazy.device
+        self.num_embeddings, self.embedding_dim = lazy.shape
+        self.row_bytes = self.embedding_dim * self.stored.itemsize
+        self.fd = os.open(self.file, os.O_RDONLY)                           # held open: the rows stay readable
+
+    def forward(self, ids):
+        flat = ids.reshape(-1).tolist()
+        if bad := [i for i in flat if not 0 <= i < self.num_embeddings]:
+            raise IndexError(f"token id {bad[0]} is outside the embedding's {self.num_embeddings} rows")
+        rb = self.row_bytes
+        buf = b''.join(os.pread(self.fd, rb, self.start + i * rb) for i in flat)
+        if len(buf) != len(flat) * rb: raise RuntimeError(f"{self.file} is shorter than its embedding table; was it replaced?")
+        rows = torch.frombuffer(bytearray(buf), dtype=self.stored) if buf else torch.empty(0, dtype=self.stored)
+        return rows.view(*ids.shape, self.embedding_dim).to(device=self.device, dtype=self.dtype)
+
+    def __del__(self):
+        try: os.close(self.fd)
+        except (AttributeError, OSError): pass
+
+    def extra_repr(self): return f"{self.num_embeddings}, {self.embedding_dim}, rows read from {os.path.basename(self.file)}"
+
 def quantizer(scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'q8', embedding: bool = True,
               dtype=torch.float32, backend: str = 'auto'):
-    "A `swap` hook for `Transformer.from_state_dict` that quantizes each linear weight as it is read (lm_head to `lm_head`; the embedding to int8 rows unless `embedding=False`)."
+    "A `swap` hook for `Transformer.from_state_dict` that quantizes each linear weight as it is read (lm_head to `lm_head`; the embedding shares a tied q8 head, stays in the file if untied and lazy, else int8 rows; `embedding=False`: as loaded)."
     head = {}
     def swap(name, module, weight, bias):
         if isinstance(module, nn.Embedding):
@@ -259,6 +285,8 @@ def quantizer(scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'q8',
             h = head.get('layer')
             if weight is head.get('weight') and getattr(h, 'scheme', 'q8') == 'q8' and hasattr(h, 'scales'):
                 return Q8Embedding.tied_to(h, dtype)                        # tied: share the head's int8 rows
+            if weight is not head.get('weight') and isinstance(weight, LazyTensor):
+                return FileEmbedding(weight, dtype)                         # untied, still on disk: leave it there
             table = quantize_linear(weight, None, 'q8', backend='reference')   # int8 rows and scales, filled chunk by chunk
             return Q8Embedding(table.weight, table.scales, dtype=dtype)
         s = lm_head if name == 'lm_head' else scheme
@@ -268,7 +296,7 @@ def quantizer(scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'q8',
         return layer
     return swap
 
-# %% ../nbs/04_quantization.ipynb #7500deb9
+# %% ../nbs/04_quantization.ipynb #b99d36bd
 def compile_decode(model: nn.Module, warmup: bool = True, **kwargs) -> nn.Module:
     "Compile `model`'s decode step (chapter 02's `decode_step`) with `torch.compile`; `decode_one_token` uses it from now on (compiled now if `warmup`)."
     import shutil
@@ -277,7 +305,15 @@ def compile_decode(model: nn.Module, warmup: bool = True, **kwargs) -> nn.Module
     dev = next(model.buffers(), next(model.parameters())).device
     if dev.type == 'cpu' and not (shutil.which('c++') or shutil.which('g++') or shutil.which('clang++')):
         raise RuntimeError("compiling on CPU needs a C++ compiler (torch.compile writes C++); install g++ or run without --compile")
-    model.compiled_step = torch.compile(decode_step, dynamic=True, **kwargs)
+    for m in model.modules():                                           # reading a file is not for tracing: it runs as is
+        if isinstance(m, FileEmbedding): m.forward = torch.compiler.disable(m.forward)
+    compiled = torch.compile(decode_step, dynamic=True, **kwargs)
+    def step(model, tokens, input_pos, cache, slots, n_keys):
+        if not getattr(cache, 'sizes_marked', False):                  # all sizes but the positions are constants
+            for t, dim in itertools.product((cache.k, cache.v), (0, 1, 2, 4)): torch._dynamo.mark_static(t, dim)
+            cache.sizes_marked = True
+        return compiled(model, tokens, input_pos, cache, slots, n_keys)
+    model.compiled_step = step
     if warmup: _warm_up(model, dev)
     return model
 
