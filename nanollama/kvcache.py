@@ -10,7 +10,7 @@ __all__ = ['DTYPES', 'KVCache', 'prefill', 'decode_step', 'decode_one_token', 'g
 import time
 import torch, torch.nn as nn
 from .loading import ModelConfig, Tokenizer, LoadError, resolve_model
-from .model import Transformer
+from .model import Transformer, release_memory
 
 # %% ../nbs/02_kvcache.ipynb #7aacebc6
 class KVCache:
@@ -108,12 +108,14 @@ class LLM:
             from nanollama.gguf import gguf_model                          # chapter 05
             m, tok = gguf_model(path, device, dtype, quantize=quantize, tokenizer=tokenizer is None)
         else:
+            tok = None if tokenizer else Tokenizer.from_dir(path)          # first: its parsing scratch goes before the weights come
+            release_memory()
             swap = None
             if quantize in ('q8', 'q4'):
                 from nanollama.quant import quantizer                      # chapter 04: quantize each weight as it is read
                 swap = quantizer(quantize, dtype=dtype)
-            m, tok = Transformer.from_pretrained(path, device, dtype, swap), (None if tokenizer else Tokenizer.from_dir(path))
-        if tokenizer: tok = Tokenizer.from_dir(resolve_model(tokenizer))
+            m = Transformer.from_pretrained(path, device, dtype, swap)
+        if tokenizer: tok = Tokenizer.from_dir(resolve_model(tokenizer)); release_memory()
         if compile:
             from nanollama.quant import compile_decode                     # chapter 04
             compile_decode(m)
