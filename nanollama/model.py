@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['RMSNorm', 'rope_inv_freq', 'rope_tables', 'rotate_half', 'apply_rope', 'attention_naive', 'attention', 'Attention',
-           'MLP', 'Block', 'Decoder', 'Transformer', 'materialize', 'release_memory', 'return_big_frees']
+           'MLP', 'Block', 'Decoder', 'Transformer', 'materialize', 'release_memory']
 
 # %% ../nbs/01_attention.ipynb #7436a918
 import math, ctypes
@@ -167,11 +167,6 @@ def release_memory():
     try: ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError, TypeError): pass                   # not glibc: nothing to do
 
-def return_big_frees(threshold: int = 256 << 10):
-    "Make glibc map every block of `threshold` bytes or more from the OS and hand it back when freed (a fixed mmap threshold)."
-    try: ctypes.CDLL(None).mallopt(-3, threshold)                        # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError, TypeError): pass                   # not glibc: nothing to do
-
 def _set_param(model: nn.Module, key: str, t: torch.Tensor):
     mod, _, leaf = key.rpartition('.')
     setattr(model.get_submodule(mod), leaf, nn.Parameter(t, requires_grad=False))
@@ -179,7 +174,6 @@ def _set_param(model: nn.Module, key: str, t: torch.Tensor):
 @classmethod
 def _from_state_dict(cls, cfg: ModelConfig, sd: dict, device='cpu', dtype=None, swap=None):
     "A `Transformer` built from `sd` (HF names; values tensors or lazy tensors) on `device` in `dtype`; `swap(name, module, weight, bias)` may replace linear layers and the embedding."
-    return_big_frees()                                                    # from here on, big blocks go back when freed
     emb = 'model.embed_tokens.weight'
     tied = cfg.tie_word_embeddings or 'lm_head.weight' not in sd
     def raw(k): return sd[emb if tied and k == 'lm_head.weight' else k]
