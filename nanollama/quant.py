@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['INT4_GROUPSIZES', 'quantize_q8', 'dequantize_q8', 'quantize_q4', 'dequantize_q4', 'pack_int4', 'unpack_int4',
-           'DequantLinear', 'kernel_for', 'native_bf16', 'Q8Linear', 'Q4Linear', 'row_chunks', 'quantize_linear',
-           'quantize_', 'nbytes', 'Q8Embedding', 'FileEmbedding', 'quantizer', 'compile_decode', 'perplexity']
+           'DequantLinear', 'kernel_for', 'native_bf16', 'Q8Linear', 'Q4Linear', 'fbgemm_available', 'fbgemm_pack',
+           'row_chunks', 'quantize_linear', 'head_scheme', 'quantize_', 'nbytes', 'Q8Embedding', 'FileEmbedding',
+           'quantizer', 'compile_decode', 'perplexity']
 
 # %% ../nbs/04_quantization.ipynb #d1967774
-import itertools, math, os
+import itertools, math, os, sys, types, warnings, weakref
 from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
@@ -120,25 +121,49 @@ def native_bf16() -> bool:
     return any(getattr(torch.cpu, f, lambda: False)() for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
 
 class Q8Linear(nn.Module):
-    "Weight-only int8 linear on a fast kernel: `_weight_int8pack_mm` with bf16 activations on CPU, scaled matmul on CUDA."
+    "Int8 linear on fast kernels. CPU: `_weight_int8pack_mm` (bf16 activations), or with `int8_activations` fbgemm's int8 x int8; CUDA: scaled matmul."
     dequant_from: int|None = None if native_bf16() else 64   # CPU, float32 x: from this many rows on, dequantize + F.linear
-    def __init__(self, q: Tensor, scales: Tensor, bias: Tensor|None = None):
+    def __init__(self, q: Tensor, scales: Tensor, bias: Tensor|None = None, int8_activations: bool = False):
         super().__init__()
         self.out_features, self.in_features = q.shape
         self.kernel = kernel_for('q8', q.device)
         if self.kernel is None: raise ValueError(f"no int8 kernel on {q.device}: use DequantLinear")
-        self.k_pad = -self.in_features % 8 if self.kernel == 'cpu' else 0     # the CPU kernel crashes unless in % 8 == 0
-        self.register_buffer('weight', (F.pad(q, (0, self.k_pad)) if self.k_pad else q).contiguous())  # [out, in(+pad)] int8
         self.register_buffer('scales', scales.to(torch.bfloat16))             # [out]
         self.register_buffer('bias', None if bias is None else bias.detach())
+        self.fbgemm = int8_activations and self.kernel == 'cpu' and fbgemm_available()   # else weight-only, same weights
+        if self.fbgemm:                                                       # the int8 rows live in fbgemm's layout only
+            self.k_pad, self.packed, self.fbgemm_id = 0, fbgemm_pack(q, self.scales), next(_fbgemm.ids)
+            self.register_buffer('weight', None)                              # (so a state_dict holds no weights: not for saving)
+            _fbgemm.layers[self.fbgemm_id] = self
+        else:
+            self.k_pad = -self.in_features % 8 if self.kernel == 'cpu' else 0     # the CPU kernel crashes unless in % 8 == 0
+            self.register_buffer('weight', (F.pad(q, (0, self.k_pad)) if self.k_pad else q).contiguous())  # [out, in(+pad)] int8
+
+    def __setstate__(self, state):                                           # a copy (deepcopy, pickle) gets a number of its own
+        super().__setstate__(state)
+        if self.fbgemm: self.fbgemm_id = next(_fbgemm.ids); _fbgemm.layers[self.fbgemm_id] = self
+
+    def int8(self) -> Tensor:
+        "The int8 weights [out, in] (fbgemm's unpacked from its layout: a copy)."
+        if self.fbgemm: return torch.ops.quantized.linear_unpack(self.packed)[0].int_repr()
+        return self.weight[:, :self.in_features]
 
     def dequantize(self, dtype=torch.float32) -> Tensor:
         "The float weight [out, in] this layer stands for."
-        return dequantize_q8(self.weight[:, :self.in_features], self.scales, dtype)
+        return dequantize_q8(self.int8(), self.scales, dtype)
+
+    def _fbgemm(self, x):
+        x2 = x.reshape(-1, self.in_features).float()                          # [M, in]
+        if x2.shape[0] == 1: y = torch.ops.nanollama.q8_dynamic(x2.contiguous(), self.fbgemm_id, self.out_features)
+        else:                                                                 # one scale per call: first bring each row to max |x| = 1
+            r = x2.abs().amax(-1, keepdim=True).clamp(min=1e-30)
+            y = torch.ops.nanollama.q8_dynamic((x2 / r).contiguous(), self.fbgemm_id, self.out_features) * r
+        return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def forward(self, x):
         if x.device.type != self.kernel: raise RuntimeError(f"this Q8Linear runs on {self.kernel}, got input on {x.device}: quantize after moving the model")
-        if self.kernel == 'cpu' and x.dtype == torch.float32 and self.dequant_from and x.numel() >= self.dequant_from * self.in_features:
+        if self.fbgemm: y = self._fbgemm(x)
+        elif self.kernel == 'cpu' and x.dtype == torch.float32 and self.dequant_from and x.numel() >= self.dequant_from * self.in_features:
             y = F.linear(x, self.dequantize())                                # prefill without native bf16
         elif self.kernel == 'cpu':
             x2 = x.reshape(-1, self.in_features).to(torch.bfloat16)          # [M, in]
@@ -149,7 +174,8 @@ class Q8Linear(nn.Module):
         return y if self.bias is None else y.add_(self.bias)
 
     def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, kernel={self.kernel}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"kernel={'fbgemm' if self.fbgemm else self.kernel}")
 
 # %% ../nbs/04_quantization.ipynb #955d2c83
 class Q4Linear(nn.Module):
@@ -189,6 +215,27 @@ class Q4Linear(nn.Module):
                 f"groupsize={self.groupsize}, kernel={self.kernel}")
 
 # %% ../nbs/04_quantization.ipynb #390a26fe
+def fbgemm_available() -> bool:
+    "Can this PyTorch run fbgemm's dynamic int8 linear (x86 builds)?"
+    return (torch.backends.quantized.engine in ('x86', 'fbgemm') and hasattr(torch, '_make_per_channel_quantized_tensor')
+            and hasattr(torch.ops.quantized, 'linear_dynamic'))
+
+def fbgemm_pack(q: Tensor, scales: Tensor):
+    "int8 rows [out, in] and their scales [out] in fbgemm's packed layout (the same numbers)."
+    with warnings.catch_warnings():                       # PyTorch deprecates quantized tensors; fbgemm's prepack still takes one
+        warnings.simplefilter('ignore')
+        qt = torch._make_per_channel_quantized_tensor(q.contiguous(), scales.double(), torch.zeros(len(scales), dtype=torch.long), 0)
+        return torch.ops.quantized.linear_prepack(qt, None)
+
+_fbgemm = sys.modules.setdefault('nanollama._fbgemm', types.ModuleType('nanollama._fbgemm'))  # one per process, reloads included
+if not hasattr(_fbgemm, 'layers'):
+    _fbgemm.layers, _fbgemm.ids = weakref.WeakValueDictionary(), itertools.count()   # number -> the Q8Linear holding that packed weight
+    _fbgemm.lib = torch.library.Library('nanollama', 'DEF')
+    _fbgemm.lib.define('q8_dynamic(Tensor x, int layer, int out_features) -> Tensor')
+    _fbgemm.lib.impl('q8_dynamic', lambda x, layer, n: torch.ops.quantized.linear_dynamic.default(x, _fbgemm.layers[layer].packed, True), 'CPU')
+    _fbgemm.lib.impl('q8_dynamic', lambda x, layer, n: x.new_empty(x.shape[0], n), 'Meta')   # shapes, for torch.compile
+
+# %% ../nbs/04_quantization.ipynb #240b91e6
 def row_chunks(weight, chunk: int = 2048):
     "The rows of `weight` as float tensors, `chunk` rows at a time: a tensor is sliced, a lazy one (chapter 00) reads only those rows."
     for i in range(0, weight.shape[0], chunk):
@@ -197,8 +244,9 @@ def row_chunks(weight, chunk: int = 2048):
 
 def quantize_linear(weight, bias: Tensor|None = None, scheme: str = 'q8', groupsize: int = 32,
                     backend: str = 'auto') -> nn.Module:
-    "Quantize one linear layer (`weight` [out, in], a tensor or a lazy one, and `bias`) to `scheme` ('q8'|'q4') on its device; `backend`: 'auto'|'kernel'|'reference'."
-    if scheme not in ('q8', 'q4'): raise ValueError(f"scheme must be 'q8' or 'q4', got {scheme!r}")
+    "Quantize one linear layer (`weight` [out, in], a tensor or a lazy one, and `bias`) to `scheme` ('q8'|'q4'|'w8a8') on its device; `backend`: 'auto'|'kernel'|'reference'."
+    if scheme not in ('q8', 'q4', 'w8a8'): raise ValueError(f"scheme must be 'q8', 'q4' or 'w8a8', got {scheme!r}")
+    w8a8, scheme = scheme == 'w8a8', 'q8' if scheme == 'w8a8' else scheme     # w8a8: q8's weights, int8 activations
     if backend not in ('auto', 'kernel', 'reference'): raise ValueError(f"backend must be 'auto', 'kernel' or 'reference', got {backend!r}")
     if len(weight.shape) != 2: raise ValueError(f"weight must be 2-D [out, in], got shape {tuple(weight.shape)}")
     chunks = row_chunks(weight)                                           # rows are independent: quantize a slice at a time
@@ -213,25 +261,31 @@ def quantize_linear(weight, bias: Tensor|None = None, scheme: str = 'q8', groups
         n = part[0].shape[0]
         for full, p in zip((q, *sz), part): full[r:r + n] = p
         r, part = r + n, (quant(c) if (c := next(chunks, None)) is not None else None)
-    if scheme == 'q8': return Q8Linear(q, sz[0], bias) if kernel else DequantLinear('q8', q, sz[0], bias=bias)
+    if scheme == 'q8': return Q8Linear(q, sz[0], bias, w8a8) if kernel else DequantLinear('q8', q, sz[0], bias=bias)
     return (Q4Linear if kernel else partial(DequantLinear, 'q4'))(q, *sz, bias, weight.shape[1])
 
-# %% ../nbs/04_quantization.ipynb #240b91e6
-def quantize_(model: nn.Module, scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'q8',
+# %% ../nbs/04_quantization.ipynb #10a3e0b1
+def head_scheme(scheme: str, lm_head: str|None = 'auto') -> str|None:
+    "The scheme of `lm_head` under `scheme`: 'auto' is 'w8a8' for q4 (where fbgemm runs it), else 'q8'."
+    if lm_head != 'auto': return lm_head
+    return 'w8a8' if scheme == 'q4' and fbgemm_available() else 'q8'
+
+def quantize_(model: nn.Module, scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'auto',
               backend: str = 'auto') -> nn.Module:
-    "Swap every `nn.Linear` of `model` in place for a `scheme` layer; a module named `lm_head` gets scheme `lm_head` (None: stays float)."
+    "Swap every `nn.Linear` of `model` in place for a `scheme` layer; a module named `lm_head` gets scheme `lm_head` ('auto': `head_scheme`; None: stays float)."
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if not isinstance(child, nn.Linear): continue
-            s = lm_head if name == 'lm_head' else scheme
+            s = head_scheme(scheme, lm_head) if name == 'lm_head' else scheme
             if s is not None: setattr(parent, name, quantize_linear(child.weight, child.bias, s, groupsize, backend))
     return model
 
 def nbytes(module: nn.Module) -> int:
-    "Bytes of a module's parameters and buffers, a tensor shared by two of them counted once."
-    return sum({t.data_ptr(): t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()]}.values())
+    "Bytes of a module's parameters and buffers (a tensor shared by two of them counted once); fbgemm's packed weights counted as their int8 rows."
+    tensors = sum({t.data_ptr(): t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()]}.values())
+    return tensors + sum(m.out_features * m.in_features for m in module.modules() if getattr(m, 'fbgemm', False))
 
-# %% ../nbs/04_quantization.ipynb #10a3e0b1
+# %% ../nbs/04_quantization.ipynb #5427b389
 class Q8Embedding(nn.Module):
     "An embedding table in int8 with one scale per row: a lookup gathers its rows, then dequantizes only those."
     def __init__(self, q: Tensor, scales: Tensor, dtype=torch.float32, dim: int|None = None):
@@ -275,21 +329,20 @@ class FileEmbedding(nn.Module):
 
     def extra_repr(self): return f"{self.num_embeddings}, {self.embedding_dim}, rows read from {os.path.basename(self.file)}"
 
-def quantizer(scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'q8', embedding: bool = True,
+def quantizer(scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'auto', embedding: bool = True,
               dtype=torch.float32, backend: str = 'auto'):
-    "A `swap` hook for `Transformer.from_state_dict` that quantizes each linear weight as it is read (lm_head to `lm_head`; the embedding shares a tied q8 head, stays in the file if untied and lazy, else int8 rows; `embedding=False`: as loaded)."
+    "A `swap` hook for `Transformer.from_state_dict` that quantizes each linear weight as it is read (lm_head to `lm_head`, see `head_scheme`; the embedding shares a tied q8 head's int8 rows, else stays in the file if lazy, else int8 rows; `embedding=False`: as loaded)."
     head = {}
     def swap(name, module, weight, bias):
         if isinstance(module, nn.Embedding):
             if not embedding: return None
             h = head.get('layer')
-            if weight is head.get('weight') and getattr(h, 'scheme', 'q8') == 'q8' and hasattr(h, 'scales'):
+            if weight is head.get('weight') and getattr(h, 'scheme', 'q8') == 'q8' and hasattr(h, 'scales') and not getattr(h, 'fbgemm', False):
                 return Q8Embedding.tied_to(h, dtype)                        # tied: share the head's int8 rows
-            if weight is not head.get('weight') and isinstance(weight, LazyTensor):
-                return FileEmbedding(weight, dtype)                         # untied, still on disk: leave it there
+            if isinstance(weight, LazyTensor): return FileEmbedding(weight, dtype)   # still on disk: leave it there
             table = quantize_linear(weight, None, 'q8', backend='reference')   # int8 rows and scales, filled chunk by chunk
             return Q8Embedding(table.weight, table.scales, dtype=dtype)
-        s = lm_head if name == 'lm_head' else scheme
+        s = head_scheme(scheme, lm_head) if name == 'lm_head' else scheme
         if s is None: return None
         layer = quantize_linear(weight, bias, s, groupsize, backend)
         if name == 'lm_head': head.update(layer=layer, weight=weight)
