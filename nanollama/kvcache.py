@@ -14,13 +14,13 @@ from .model import Transformer, release_memory
 
 # %% ../nbs/02_kvcache.ipynb #7aacebc6
 class KVCache:
-    "Static per-layer key/value buffers [n_slots, n_kv_heads, max_seq_len, head_dim]."
+    "Static per-layer key/value buffers [n_slots, n_kv_heads, max_seq_len (+1 spare), head_dim]."
     def __init__(self, cfg: ModelConfig, n_slots: int, max_seq_len: int, device='cpu', dtype=torch.float32):
-        shape = (cfg.num_hidden_layers, n_slots, cfg.num_key_value_heads, max_seq_len, cfg.head_dim)
+        shape = (cfg.num_hidden_layers, n_slots, cfg.num_key_value_heads, max_seq_len + 1, cfg.head_dim)
         self.k, self.v = torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype)
 
     n_slots = property(lambda self: self.k.shape[1])
-    max_seq_len = property(lambda self: self.k.shape[3])
+    max_seq_len = property(lambda self: self.k.shape[3] - 1)           # the spare position is not for use
 
     def update(self, layer: int, k, v, input_pos, slots=None, n_keys=None):
         "Write k, v [B, Hkv, T, D] at `input_pos` [B, T] of each row's slot; return the slots' k, v [B, Hkv, S, D], S = `n_keys` (default max(input_pos)+1)."
