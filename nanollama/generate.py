@@ -104,6 +104,12 @@ class Engine:
         self.running.remove(seq)
         self.free.append(seq.slot)
 
+    def warm_up(self):
+        "With a compiled decode step (chapter 04), compile it now for this engine's cache; else do nothing."
+        if getattr(self.llm.model, 'compiled_step', None) is None or self.has_work: return
+        one = torch.ones(1, dtype=torch.long, device=self.llm.device)
+        decode_one_token(self.llm.model, one, one, self.cache)          # position 1 of slot 0: free, overwritten later
+
     def step(self) -> list[Event]:
         "One decode step for every running sequence, then prefill of waiting ones into free slots."
         events = []
@@ -227,6 +233,7 @@ def _generate_batch(self: LLM, prompts: list, params: SamplingParams|None = None
     lens = [len(i) for i in ids if not isinstance(i, Exception)] or [1]
     need = max(lens) + (params.max_tokens or 4096)
     engine = Engine(self, n_slots=max(1, min(n_slots, len(prompts))), n_ctx=n_ctx or min(need, self.config.max_position_embeddings))
+    engine.warm_up()
     results = []
     for i in ids:
         if isinstance(i, Exception): results.append(i); continue

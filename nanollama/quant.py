@@ -362,8 +362,10 @@ def compile_decode(model: nn.Module, warmup: bool = True, **kwargs) -> nn.Module
         if isinstance(m, FileEmbedding): m.forward = torch.compiler.disable(m.forward)
     compiled = torch.compile(decode_step, dynamic=True, **kwargs)
     def step(model, tokens, input_pos, cache, slots, n_keys):
-        if not getattr(cache, 'sizes_marked', False):                  # all sizes but the positions are constants
-            for t, dim in itertools.product((cache.k, cache.v), (0, 1, 2, 4)): torch._dynamo.mark_static(t, dim)
+        if tokens.shape[0] > 1 or slots is not None:                   # several rows, or not from slot 0: eager (see below)
+            return decode_step(model, tokens, input_pos, cache, slots, n_keys)
+        if not getattr(cache, 'sizes_marked', False):                  # the model's sizes are constants; slots and positions vary
+            for t, dim in itertools.product((cache.k, cache.v), (0, 2, 4)): torch._dynamo.mark_static(t, dim)
             cache.sizes_marked = True
         return compiled(model, tokens, input_pos, cache, slots, n_keys)
     model.compiled_step = step

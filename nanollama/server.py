@@ -249,6 +249,7 @@ class EngineRunner:
     def __init__(self, llm: LLM, parallel: int=4, n_ctx: int|None=None, max_waiting: int|None=None, trace=False):
         self.llm, self.parallel = llm, parallel
         self.engine = Engine(llm, n_slots=parallel, n_ctx=n_ctx)
+        self.engine.warm_up()                       # a compiled step compiles for this cache now, not at the first request
         self.n_ctx = self.engine.n_ctx
         self.max_waiting = 4 * parallel if max_waiting is None else max_waiting
         self.inbox, self.trace = queue.Queue(), trace
