@@ -13,7 +13,7 @@ usage: python tools/cuda_check.py [--models DIR ...] [--checks NAME ...] [--rows
 Each check prints PASS/FAIL and goes into the JSON; the exit status is 1 if any failed."""
 import argparse, json, os, shutil, signal, subprocess, sys, time, traceback
 from pathlib import Path
-import torch, torch.nn.functional as F
+import torch
 
 RESULTS, T0 = {'checks': [], 'speed': []}, time.time()
 DEV = os.environ.get('CHECK_DEVICE', 'cuda')     # CHECK_DEVICE=cpu: a dry run of the script itself, on any machine
@@ -87,6 +87,7 @@ def nano(path, dtype=torch.float32, quantize=None, backend='auto', compile=False
 def models():
     from nanollama import testmodels
     from nanollama.kvcache import greedy_generate
+    from nanollama.quant import compile_decode
     out = []
     for name in ('tiny_llama', 'tiny_qwen2'):
         path = getattr(testmodels, name)()
@@ -107,14 +108,10 @@ def models():
                 e = rel(fast(torch.tensor([ids], device=DEV)), refm(torch.tensor([ids], device=DEV)))
                 assert e < 2e-2, f"{name} {q}: kernel model vs reference model {e:.3f}"
                 eager_gen = greedy_generate(fast, ids, 16)
-                comp_gen = greedy_generate(compile_decode_of(fast), ids, 16)
+                comp_gen = greedy_generate(compile_decode(fast), ids, 16)
                 assert comp_gen == eager_gen, f"{name} {q}: compiled greedy {comp_gen} != eager {eager_gen}"
                 out.append(f"{name} {q} {kinds} vs reference {e:.1e}, compiled = eager")
     return '; '.join(out)
-
-def compile_decode_of(m):
-    from nanollama.quant import compile_decode
-    return compile_decode(m)
 
 # ---------------------------------------------------------------------------------------------------------------- 3. CLI
 def cli(*args, timeout=300):
