@@ -6,7 +6,7 @@
 __all__ = ['INT4_GROUPSIZES', 'quantize_q8', 'dequantize_q8', 'quantize_q4', 'dequantize_q4', 'pack_int4', 'unpack_int4',
            'DequantLinear', 'kernel_for', 'native_bf16', 'Q8Linear', 'Q4Linear', 'fbgemm_available', 'fbgemm_pack',
            'row_chunks', 'quantize_linear', 'head_scheme', 'quantize_', 'nbytes', 'Q8Embedding', 'FileEmbedding',
-           'quantizer', 'compile_decode', 'perplexity']
+           'quantizer', 'native_half', 'UpcastLinear', 'upcast_prefill', 'compile_decode', 'perplexity']
 
 # %% ../nbs/04_quantization.ipynb #d1967774
 import itertools, math, os, sys, types, warnings, weakref
@@ -122,7 +122,7 @@ def native_bf16() -> bool:
 
 class Q8Linear(nn.Module):
     "Int8 linear on fast kernels. CPU: `_weight_int8pack_mm` (bf16 activations), or with `int8_activations` fbgemm's int8 x int8; CUDA: scaled matmul."
-    dequant_from: int|None = None if native_bf16() else 64   # CPU, float32 x: from this many rows on, dequantize + F.linear
+    dequant_from: int|None = None if native_bf16() else 64   # CPU: from this many rows on, dequantize + float32 F.linear
     def __init__(self, q: Tensor, scales: Tensor, bias: Tensor|None = None, int8_activations: bool = False):
         super().__init__()
         self.out_features, self.in_features = q.shape
@@ -163,8 +163,8 @@ class Q8Linear(nn.Module):
     def forward(self, x):
         if x.device.type != self.kernel: raise RuntimeError(f"this Q8Linear runs on {self.kernel}, got input on {x.device}: quantize after moving the model")
         if self.fbgemm: y = self._fbgemm(x)
-        elif self.kernel == 'cpu' and x.dtype == torch.float32 and self.dequant_from and x.numel() >= self.dequant_from * self.in_features:
-            y = F.linear(x, self.dequantize())                                # prefill without native bf16
+        elif self.kernel == 'cpu' and self.dequant_from and x.numel() >= self.dequant_from * self.in_features:
+            y = F.linear(x.float(), self.dequantize()).to(x.dtype)            # prefill without native bf16
         elif self.kernel == 'cpu':
             x2 = x.reshape(-1, self.in_features).to(torch.bfloat16)          # [M, in]
             if self.k_pad: x2 = F.pad(x2, (0, self.k_pad))
@@ -348,6 +348,34 @@ def quantizer(scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'auto
         if name == 'lm_head': head.update(layer=layer, weight=weight)
         return layer
     return swap
+
+# %% ../nbs/04_quantization.ipynb #63eaff81
+def native_half(dtype: torch.dtype) -> bool:
+    "Does this CPU do `dtype` (bfloat16 or float16) arithmetic natively? Without it PyTorch emulates it, slower than float32."
+    if dtype == torch.bfloat16: return native_bf16()
+    if dtype == torch.float16:
+        mkldnn_fp16 = getattr(torch.ops.mkldnn, '_is_mkldnn_fp16_supported', lambda: False)   # AVX512-FP16
+        return bool(mkldnn_fp16()) or getattr(torch.cpu, '_is_amx_fp16_supported', lambda: False)()
+    return True
+
+class UpcastLinear(nn.Linear):
+    "A half-precision `nn.Linear` that multiplies `upcast_from` rows or more (prefill) in float32, `chunk` weight rows at a time."
+    upcast_from, chunk = 16, 4096
+
+    def forward(self, x):
+        if x.numel() < self.upcast_from * self.in_features: return super().forward(x)   # a few rows (decode): half the bytes
+        xf, b = x.float(), self.bias
+        ys = [F.linear(xf, self.weight[i:i + self.chunk].float(), None if b is None else b[i:i + self.chunk].float())
+              for i in range(0, self.out_features, self.chunk)]
+        return (ys[0] if len(ys) == 1 else torch.cat(ys, -1)).to(x.dtype)
+
+def upcast_prefill(model: nn.Module) -> nn.Module:
+    "Make each half-precision CPU `nn.Linear` of `model` an `UpcastLinear` where the CPU lacks that dtype's arithmetic (in place)."
+    for m in model.modules():
+        w = getattr(m, 'weight', None)
+        if type(m) is nn.Linear and w.device.type == 'cpu' and w.dtype in (torch.bfloat16, torch.float16) and not native_half(w.dtype):
+            m.__class__ = UpcastLinear
+    return model
 
 # %% ../nbs/04_quantization.ipynb #b99d36bd
 def compile_decode(model: nn.Module, warmup: bool = True, **kwargs) -> nn.Module:

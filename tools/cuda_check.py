@@ -6,10 +6,13 @@ usage: python tools/cuda_check.py [--models DIR ...] [--checks NAME ...] [--rows
 1. kernels: every scheme's fast layer on CUDA (`kernel_for`) against the reference `DequantLinear`, on odd shapes and
    in float32, float16 and bfloat16; and the CUDA int4/int8 kernels against the CPU ones on the same quantized weights.
 2. models: tiny random Llama and Qwen2 (`nanollama.testmodels`) on CUDA against HF transformers on CUDA (logits and greedy
-   tokens), q8/q4 against their reference layers, and the compiled decode step against eager.
+   tokens), q8/q4 against their reference layers, and the compiled decode step against eager; the server's engine with a
+   compiled model (warm_up, then one-row, multi-row and gathered steps: no recompile, the eager engine's tokens).
 3. the CLI on CUDA: a one-shot generation, `bench`, and the server (one chat completion, streamed and not).
 4. speed: decode and prefill tok/s of `nanollama bench` rows and of HF transformers on the same weights, same process.
    `--models` names HF directories; one with only a config.json (and tokenizer files) gets random weights first.
+   nanollama's rows load through `Transformer.from_pretrained`, so they keep PyTorch's choice of attention kernels as HF's
+   rows in the same process do; `--no-cudnn-sdp` gives both what `LLM.load` (the CLI, the server) does on CUDA.
 Each check prints PASS/FAIL and goes into the JSON; the exit status is 1 if any failed."""
 import argparse, json, os, shutil, signal, subprocess, sys, time, traceback
 from pathlib import Path
@@ -112,6 +115,32 @@ def models():
                 assert comp_gen == eager_gen, f"{name} {q}: compiled greedy {comp_gen} != eager {eager_gen}"
                 out.append(f"{name} {q} {kinds} vs reference {e:.1e}, compiled = eager")
     return '; '.join(out)
+
+def engine_check(tok_dir):
+    "The server's engine on CUDA with a compiled q4 model: warm_up, then one-row, multi-row and gathered steps, no recompile, eager's tokens."
+    from nanollama import testmodels
+    from nanollama.loading import Tokenizer
+    from nanollama.kvcache import LLM
+    from nanollama.generate import Engine
+    from nanollama.sampling import SamplingParams
+    from nanollama.quant import compile_decode
+    tok, path = Tokenizer.from_dir(tok_dir), testmodels.tiny_llama()
+    def run(compiled):
+        m = nano(path, quantize='q4')
+        if compiled: compile_decode(m)
+        e = Engine(LLM(m, tok), n_slots=3, n_ctx=32)
+        e.warm_up()
+        with torch._dynamo.config.patch(error_on_recompile=compiled):
+            seqs = [e.submit([1, 2, 3 + i], SamplingParams(temperature=0, max_tokens=n)) for i, n in enumerate((2, 9, 5))]
+            while e.has_work: e.step()
+        rows = {}
+        for step, slot, _ in e.trace: rows.setdefault(step, []).append(slot)
+        return [s.out_ids for s in seqs], {tuple(r) for st, r in rows.items() if st > 0}
+    t = time.time(); got, kinds = run(True); took = time.time() - t
+    want, _ = run(False)
+    assert got == want, f"compiled engine {got} != eager {want}"
+    assert kinds == {(0, 1, 2), (1, 2), (1,)}, kinds
+    return f"warm_up + 3 requests in {took:.1f} s, steps {sorted(kinds)}, no recompile, tokens = eager"
 
 # ---------------------------------------------------------------------------------------------------------------- 3. CLI
 def cli(*args, timeout=300):
@@ -232,7 +261,7 @@ def main():
     p.add_argument('--deadline', type=float, default=1e9, help="start no speed row after this many seconds")
     p.add_argument('--skip-speed', action='store_true')
     p.add_argument('--rows', nargs='*', help="speed rows to run (default: all), e.g. nano-bfloat16-compile hf-float32")
-    p.add_argument('--checks', nargs='*', default=['kernels', 'models', 'cli', 'server'], help="which checks (default: all)")
+    p.add_argument('--checks', nargs='*', default=['kernels', 'models', 'engine', 'cli', 'server'], help="which checks (default: all)")
     p.add_argument('--no-cudnn-sdp', action='store_true', help="keep PyTorch's attention off cuDNN (speed rows get a suffix)")
     p.add_argument('-p', '--n-prompt', type=int, default=512)
     p.add_argument('-n', '--n-gen', type=int, default=128)
@@ -249,6 +278,7 @@ def main():
     if 'models' in a.checks: check('tiny models on CUDA vs HF transformers; q8/q4; compiled', models, a)
     if a.models:
         model = str(with_weights(Path(a.models[0])))
+        if 'engine' in a.checks: check('engine on CUDA, compiled', lambda: engine_check(model), a)
         if 'cli' in a.checks: check('CLI on CUDA', lambda: cli_checks(model), a)
         if 'server' in a.checks: check('server on CUDA', lambda: server_check(model), a)
         if not a.skip_speed: speed(a.models, a)
