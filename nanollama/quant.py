@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['INT4_GROUPSIZES', 'quantize_q8', 'dequantize_q8', 'quantize_q4', 'dequantize_q4', 'pack_int4', 'unpack_int4',
-           'DequantLinear', 'kernel_for', 'native_bf16', 'Q8Linear', 'Q4Linear', 'fbgemm_available', 'fbgemm_pack',
-           'row_chunks', 'quantize_linear', 'head_scheme', 'quantize_', 'nbytes', 'Q8Embedding', 'FileEmbedding',
-           'quantizer', 'native_half', 'UpcastLinear', 'upcast_prefill', 'compile_decode', 'perplexity']
+           'DequantLinear', 'kernel_for', 'native_bf16', 'Q8Linear', 'unpack_int4_cpu', 'int4_layout_known', 'Q4Linear',
+           'fbgemm_available', 'fbgemm_pack', 'row_chunks', 'quantize_linear', 'head_scheme', 'quantize_', 'nbytes',
+           'Q8Embedding', 'FileEmbedding', 'quantizer', 'native_half', 'UpcastLinear', 'upcast_prefill',
+           'compile_decode', 'perplexity']
 
 # %% ../nbs/04_quantization.ipynb #d1967774
-import itertools, math, os, sys, types, warnings, weakref
+import functools, itertools, math, os, sys, types, warnings, weakref
 from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
@@ -59,8 +60,8 @@ def quantize_q4(w: Tensor, groupsize: int = 32, symmetric: bool = False) -> tupl
 def dequantize_q4(q: Tensor, scales: Tensor, zeros: Tensor, in_features: int|None = None, dtype=torch.float32) -> Tensor:
     "The float weight [out, in_features] that 4-bit `q` (0..15, [out, in padded]) and per-group `scales`, `zeros` stand for."
     n_out, n_in = q.shape
-    g = q.view(n_out, scales.shape[1], -1).to(dtype)                         # [out, n_groups, groupsize]
-    w = (g - 8) * scales.to(dtype).unsqueeze(-1) + zeros.to(dtype).unsqueeze(-1)
+    w = q.view(n_out, scales.shape[1], -1).to(dtype, copy=True)              # [out, n_groups, groupsize]: the one float copy
+    w.sub_(8).mul_(scales.to(dtype).unsqueeze(-1)).add_(zeros.to(dtype).unsqueeze(-1))   # (q - 8)·scale + zero, in place
     return w.view(n_out, n_in)[:, :in_features or n_in]
 
 # %% ../nbs/04_quantization.ipynb #c2c8acac
@@ -177,9 +178,25 @@ class Q8Linear(nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"kernel={'fbgemm' if self.fbgemm else self.kernel}")
 
-# %% ../nbs/04_quantization.ipynb #955d2c83
+# %% ../nbs/04_quantization.ipynb #9fce0b26
+def unpack_int4_cpu(packed: Tensor) -> Tensor:
+    "The 4-bit values [N, K] (uint8) held in `_convert_weight_to_int4pack_for_cpu`'s layout [N, K/2], N a multiple of 32."
+    n, k = packed.shape[0], packed.shape[1] * 2
+    x = packed.reshape(n // 32, k, 16)                                    # per 32 rows: column k of rows j and 16 + j
+    return torch.cat([x & 15, x >> 4], -1).transpose(1, 2).reshape(n, k)  # [blocks, 32 rows, k] -> [n, k]
+
+@functools.cache
+def int4_layout_known() -> bool:
+    "Does this PyTorch pack int4 for the CPU as `unpack_int4_cpu` reads it? (Checked once, on random values.)"
+    q = torch.randint(0, 16, (96, 64), dtype=torch.int32, generator=torch.Generator().manual_seed(0))
+    try: packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+    except (AttributeError, RuntimeError): return False
+    return packed.shape == (96, 32) and torch.equal(unpack_int4_cpu(packed).int(), q)
+
+# %% ../nbs/04_quantization.ipynb #51bf2f6d
 class Q4Linear(nn.Module):
     "Weight-only group-wise int4 linear on PyTorch's int4 kernels (bf16 activations); pads shapes the kernels refuse."
+    dequant_from: int|None = None if native_bf16() else 64   # CPU: from this many rows on, dequantize + float32 F.linear
     def __init__(self, q: Tensor, scales: Tensor, zeros: Tensor, bias: Tensor|None = None, in_features: int|None = None):
         super().__init__()
         n_out, n_in = q.shape                                                 # n_in: a multiple of the group size
@@ -200,8 +217,26 @@ class Q4Linear(nn.Module):
         self.register_buffer('scales_and_zeros', sz.transpose(0, 1).contiguous())  # [n_groups, out, 2]
         self.register_buffer('bias', None if bias is None else bias.detach())
 
+    def unpackable(self) -> bool:
+        "Can `dequantize` read this layer's packed weights? (CPU layout, whole blocks of 32 rows)"
+        return self.kernel == 'cpu' and self.weight.shape[0] % 32 == 0 and int4_layout_known()
+
+    def dequantize(self, dtype=torch.float32, start: int = 0, stop: int|None = None) -> Tensor:
+        "Rows start:stop of the float weight [out, in] this layer stands for (`start` a multiple of 32; see `unpackable`)."
+        stop = self.out_features if stop is None else stop
+        end = min(-(-stop // 32) * 32, self.weight.shape[0])                  # whole blocks of 32 rows
+        sz = self.scales_and_zeros[:, start:end].transpose(0, 1)              # [rows, n_groups, 2]
+        w = dequantize_q4(unpack_int4_cpu(self.weight[start:end]), sz[..., 0], sz[..., 1], self.in_features, dtype)
+        return w[:stop - start]
+
     def forward(self, x):
         if x.device.type != self.kernel: raise RuntimeError(f"this Q4Linear was packed for {self.kernel}, got input on {x.device}: quantize after moving the model")
+        if self.dequant_from and x.numel() >= self.dequant_from * self.in_features and self.unpackable():
+            xf, rows = x.reshape(-1, self.in_features).float(), 4096          # prefill without native bf16: float32,
+            ys = [F.linear(xf, self.dequantize(start=i, stop=min(i + rows, self.out_features)))   # 4096 rows at a time
+                  for i in range(0, self.out_features, rows)]
+            y = (ys[0] if len(ys) == 1 else torch.cat(ys, -1)).view(*x.shape[:-1], self.out_features).to(x.dtype)
+            return y if self.bias is None else y.add_(self.bias)
         x2 = x.reshape(-1, self.in_features).to(torch.bfloat16)              # [M, in]
         if self.k_pad: x2 = F.pad(x2, (0, self.k_pad))                        # zeros meet the padded columns
         mm = torch.ops.aten._weight_int4pack_mm_for_cpu if self.kernel == 'cpu' else torch.ops.aten._weight_int4pack_mm
