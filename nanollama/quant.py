@@ -413,8 +413,8 @@ def upcast_prefill(model: nn.Module) -> nn.Module:
     return model
 
 # %% ../nbs/04_quantization.ipynb #b99d36bd
-def compile_decode(model: nn.Module, warmup: bool = True, **kwargs) -> nn.Module:
-    "Compile `model`'s decode step (chapter 02's `decode_step`) with `torch.compile`; `decode_one_token` uses it from now on (compiled now if `warmup`)."
+def compile_decode(model: nn.Module, warmup: bool = True, cuda_graphs: bool|None = None, **kwargs) -> nn.Module:
+    "Compile `model`'s decode step (chapter 02's `decode_step`) with `torch.compile`; `decode_one_token` uses it from now on (compiled now if `warmup`; `cuda_graphs`: replay it as CUDA graphs, default on CUDA)."
     import shutil
     from nanollama.kvcache import decode_step
     if not hasattr(torch, 'compile'): raise RuntimeError(f"compiling needs torch.compile (PyTorch >= 2.0; this is {torch.__version__})")
@@ -423,14 +423,24 @@ def compile_decode(model: nn.Module, warmup: bool = True, **kwargs) -> nn.Module
         raise RuntimeError("compiling on CPU needs a C++ compiler (torch.compile writes C++); install g++ or run without --compile")
     for m in model.modules():                                           # reading a file is not for tracing: it runs as is
         if isinstance(m, FileEmbedding): m.forward = torch.compiler.disable(m.forward)
+    graphs = dev.type == 'cuda' if cuda_graphs is None else cuda_graphs
+    if graphs:                                                          # CUDA graphs (see below)
+        kwargs.setdefault('mode', 'reduce-overhead')
+        cfg = torch._inductor.config.triton
+        if hasattr(cfg, 'cudagraph_dynamic_shape_warn_limit'): cfg.cudagraph_dynamic_shape_warn_limit = None   # one graph per 256 keys: the plan
     compiled = torch.compile(decode_step, dynamic=True, **kwargs)
     def step(model, tokens, input_pos, cache, slots, n_keys):
         if tokens.shape[0] > 1 or slots is not None:                   # several rows, or not from slot 0: eager (see below)
             return decode_step(model, tokens, input_pos, cache, slots, n_keys)
         if not getattr(cache, 'sizes_marked', False):                  # the model's sizes are constants; slots and positions vary
             for t, dim in itertools.product((cache.k, cache.v), (0, 2, 4)): torch._dynamo.mark_static(t, dim)
+            if graphs:                                                  # a graph may write into these: fixed addresses
+                for t in (cache.k, cache.v): torch._dynamo.mark_static_address(t)
             cache.sizes_marked = True
-        return compiled(model, tokens, input_pos, cache, slots, n_keys)
+        if not graphs: return compiled(model, tokens, input_pos, cache, slots, n_keys)
+        n_keys = min(-(-n_keys // 256) * 256, cache.k.shape[3] - 1)    # a few key lengths, one graph each; the mask hides the rest
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(model, tokens, input_pos, cache, slots, n_keys).clone()   # the next replay overwrites the output
     model.compiled_step = step
     if warmup: _warm_up(model, dev)
     return model
