@@ -100,7 +100,7 @@ class LLM:
 
     @classmethod
     def load(cls, model: str, device=None, dtype='float32', tokenizer: str|None=None, quantize: str|None=None, compile: bool=False):
-        "Load `model` (directory, Hub ID or .gguf file) on `device` in `dtype`; `tokenizer` overrides the model's tokenizer. See below for `quantize` and `compile`."
+        "Load `model` (directory, Hub ID or .gguf file) on `device` in `dtype`; `tokenizer` overrides the model's tokenizer. See below for `quantize` and `compile`; on CUDA, turns cuDNN attention off for the process."
         device, dtype = pick_device(device), parse_dtype(dtype)
         if quantize not in (None, 'none', 'q8', 'q4'): raise LoadError(f"unknown quantization {quantize!r}; choose q8, q4 or none")
         path = resolve_model(str(model))

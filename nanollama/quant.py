@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['INT4_GROUPSIZES', 'quantize_q8', 'dequantize_q8', 'quantize_q4', 'dequantize_q4', 'pack_int4', 'unpack_int4',
-           'DequantLinear', 'kernel_for', 'native_bf16', 'Q8Linear', 'unpack_int4_cpu', 'int4_layout_known', 'Q4Linear',
-           'fbgemm_available', 'fbgemm_pack', 'row_chunks', 'quantize_linear', 'head_scheme', 'quantize_', 'nbytes',
-           'Q8Embedding', 'FileEmbedding', 'quantizer', 'native_half', 'UpcastLinear', 'upcast_prefill',
-           'compile_decode', 'perplexity']
+           'DequantLinear', 'kernel_for', 'native_bf16', 'float32_linear', 'Q8Linear', 'unpack_int4_cpu',
+           'int4_layout_known', 'Q4Linear', 'fbgemm_available', 'fbgemm_pack', 'row_chunks', 'quantize_linear',
+           'head_scheme', 'quantize_', 'nbytes', 'Q8Embedding', 'FileEmbedding', 'quantizer', 'native_half',
+           'UpcastLinear', 'upcast_prefill', 'compile_decode', 'perplexity']
 
 # %% ../nbs/04_quantization.ipynb #d1967774
 import functools, itertools, math, os, sys, types, warnings, weakref
@@ -121,9 +121,17 @@ def native_bf16() -> bool:
     "Does this CPU do bf16 arithmetic natively (AVX512-BF16 or AMX)? Without it PyTorch emulates bf16 matmuls."
     return any(getattr(torch.cpu, f, lambda: False)() for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
 
+def float32_linear(x: Tensor, rows, n_out: int, bias: Tensor|None = None, chunk: int = 4096) -> Tensor:
+    "`x @ Wᵀ + bias` in float32, returned in x's dtype; `rows(i, j)` gives rows i:j of W in float32, `chunk` rows at a time."
+    xf = x.float()                                                        # the float copy of W stays one chunk big
+    ys = [F.linear(xf, rows(i, min(i + chunk, n_out)), None if bias is None else bias[i:i + chunk].float())
+          for i in range(0, n_out, chunk)]
+    return (ys[0] if len(ys) == 1 else torch.cat(ys, -1)).to(x.dtype)
+
 class Q8Linear(nn.Module):
     "Int8 linear on fast kernels. CPU: `_weight_int8pack_mm` (bf16 activations), or with `int8_activations` fbgemm's int8 x int8; CUDA: scaled matmul."
     dequant_from: int|None = None if native_bf16() else 64   # CPU: from this many rows on, dequantize + float32 F.linear
+    dequant_rows = 4096                                       # ... this many weight rows at a time
     def __init__(self, q: Tensor, scales: Tensor, bias: Tensor|None = None, int8_activations: bool = False):
         super().__init__()
         self.out_features, self.in_features = q.shape
@@ -165,7 +173,8 @@ class Q8Linear(nn.Module):
         if x.device.type != self.kernel: raise RuntimeError(f"this Q8Linear runs on {self.kernel}, got input on {x.device}: quantize after moving the model")
         if self.fbgemm: y = self._fbgemm(x)
         elif self.kernel == 'cpu' and self.dequant_from and x.numel() >= self.dequant_from * self.in_features:
-            y = F.linear(x.float(), self.dequantize()).to(x.dtype)            # prefill without native bf16
+            q = self.int8()                                                   # prefill without native bf16: float32
+            return float32_linear(x, lambda i, j: dequantize_q8(q[i:j], self.scales[i:j]), self.out_features, self.bias, self.dequant_rows)
         elif self.kernel == 'cpu':
             x2 = x.reshape(-1, self.in_features).to(torch.bfloat16)          # [M, in]
             if self.k_pad: x2 = F.pad(x2, (0, self.k_pad))
@@ -197,6 +206,7 @@ def int4_layout_known() -> bool:
 class Q4Linear(nn.Module):
     "Weight-only group-wise int4 linear on PyTorch's int4 kernels (bf16 activations); pads shapes the kernels refuse."
     dequant_from: int|None = None if native_bf16() else 64   # CPU: from this many rows on, dequantize + float32 F.linear
+    dequant_rows = 4096                                       # ... this many weight rows at a time (a multiple of 32)
     def __init__(self, q: Tensor, scales: Tensor, zeros: Tensor, bias: Tensor|None = None, in_features: int|None = None):
         super().__init__()
         n_out, n_in = q.shape                                                 # n_in: a multiple of the group size
@@ -223,6 +233,8 @@ class Q4Linear(nn.Module):
 
     def dequantize(self, dtype=torch.float32, start: int = 0, stop: int|None = None) -> Tensor:
         "Rows start:stop of the float weight [out, in] this layer stands for (`start` a multiple of 32; see `unpackable`)."
+        if not self.unpackable() or start % 32:
+            raise ValueError(f"can't read this layer's packed weights (kernel {self.kernel}, {self.weight.shape[0]} rows, start {start}): see unpackable()")
         stop = self.out_features if stop is None else stop
         end = min(-(-stop // 32) * 32, self.weight.shape[0])                  # whole blocks of 32 rows
         sz = self.scales_and_zeros[:, start:end].transpose(0, 1)              # [rows, n_groups, 2]
@@ -232,11 +244,7 @@ class Q4Linear(nn.Module):
     def forward(self, x):
         if x.device.type != self.kernel: raise RuntimeError(f"this Q4Linear was packed for {self.kernel}, got input on {x.device}: quantize after moving the model")
         if self.dequant_from and x.numel() >= self.dequant_from * self.in_features and self.unpackable():
-            xf, rows = x.reshape(-1, self.in_features).float(), 4096          # prefill without native bf16: float32,
-            ys = [F.linear(xf, self.dequantize(start=i, stop=min(i + rows, self.out_features)))   # 4096 rows at a time
-                  for i in range(0, self.out_features, rows)]
-            y = (ys[0] if len(ys) == 1 else torch.cat(ys, -1)).view(*x.shape[:-1], self.out_features).to(x.dtype)
-            return y if self.bias is None else y.add_(self.bias)
+            return float32_linear(x, lambda i, j: self.dequantize(start=i, stop=j), self.out_features, self.bias, self.dequant_rows)
         x2 = x.reshape(-1, self.in_features).to(torch.bfloat16)              # [M, in]
         if self.k_pad: x2 = F.pad(x2, (0, self.k_pad))                        # zeros meet the padded columns
         mm = torch.ops.aten._weight_int4pack_mm_for_cpu if self.kernel == 'cpu' else torch.ops.aten._weight_int4pack_mm
@@ -399,10 +407,7 @@ class UpcastLinear(nn.Linear):
 
     def forward(self, x):
         if x.numel() < self.upcast_from * self.in_features: return super().forward(x)   # a few rows (decode): half the bytes
-        xf, b = x.float(), self.bias
-        ys = [F.linear(xf, self.weight[i:i + self.chunk].float(), None if b is None else b[i:i + self.chunk].float())
-              for i in range(0, self.out_features, self.chunk)]
-        return (ys[0] if len(ys) == 1 else torch.cat(ys, -1)).to(x.dtype)
+        return float32_linear(x, lambda i, j: self.weight[i:j].float(), self.out_features, self.bias, self.chunk)
 
 def upcast_prefill(model: nn.Module) -> nn.Module:
     "Make each half-precision CPU `nn.Linear` of `model` an `UpcastLinear` where the CPU lacks that dtype's arithmetic (in place)."
@@ -435,10 +440,10 @@ def compile_decode(model: nn.Module, warmup: bool = True, cuda_graphs: bool|None
         if not getattr(cache, 'sizes_marked', False):                  # the model's sizes are constants; slots and positions vary
             for t, dim in itertools.product((cache.k, cache.v), (0, 2, 4)): torch._dynamo.mark_static(t, dim)
             if graphs:                                                  # a graph may write into these: fixed addresses
-                for t in (cache.k, cache.v): torch._dynamo.mark_static_address(t)
+                for t in (cache.k, cache.v): torch._dynamo.mark_static_address(t, guard=False)   # no recompile per cache
             cache.sizes_marked = True
         if not graphs: return compiled(model, tokens, input_pos, cache, slots, n_keys)
-        n_keys = min(-(-n_keys // 256) * 256, cache.k.shape[3] - 1)    # a few key lengths, one graph each; the mask hides the rest
+        n_keys = min(-(-n_keys // 256) * 256, cache.max_seq_len)       # a few key lengths, one graph each; the mask hides the rest
         torch.compiler.cudagraph_mark_step_begin()
         return compiled(model, tokens, input_pos, cache, slots, n_keys).clone()   # the next replay overwrites the output
     model.compiled_step = step
