@@ -428,8 +428,8 @@ def compile_decode(model: nn.Module, warmup: bool = True, cuda_graphs: bool|None
         raise RuntimeError("compiling on CPU needs a C++ compiler (torch.compile writes C++); install g++ or run without --compile")
     for m in model.modules():                                           # reading a file is not for tracing: it runs as is
         if isinstance(m, FileEmbedding): m.forward = torch.compiler.disable(m.forward)
-    graphs = dev.type == 'cuda' if cuda_graphs is None else cuda_graphs
-    if graphs:                                                          # CUDA graphs (see below)
+    use_graphs = dev.type == 'cuda' if cuda_graphs is None else cuda_graphs
+    if use_graphs:                                                      # CUDA graphs (see below)
         kwargs.setdefault('mode', 'reduce-overhead')
         cfg = torch._inductor.config.triton
         if hasattr(cfg, 'cudagraph_dynamic_shape_warn_limit'): cfg.cudagraph_dynamic_shape_warn_limit = None   # one graph per 256 keys: the plan
@@ -439,10 +439,10 @@ def compile_decode(model: nn.Module, warmup: bool = True, cuda_graphs: bool|None
             return decode_step(model, tokens, input_pos, cache, slots, n_keys)
         if not getattr(cache, 'sizes_marked', False):                  # the model's sizes are constants; slots and positions vary
             for t, dim in itertools.product((cache.k, cache.v), (0, 2, 4)): torch._dynamo.mark_static(t, dim)
-            if graphs:                                                  # a graph may write into these: fixed addresses
+            if use_graphs:                                              # a graph may write into these: fixed addresses
                 for t in (cache.k, cache.v): torch._dynamo.mark_static_address(t, guard=False)   # no recompile per cache
             cache.sizes_marked = True
-        if not graphs: return compiled(model, tokens, input_pos, cache, slots, n_keys)
+        if not use_graphs: return compiled(model, tokens, input_pos, cache, slots, n_keys)
         n_keys = min(-(-n_keys // 256) * 256, cache.max_seq_len)       # a few key lengths, one graph each; the mask hides the rest
         torch.compiler.cudagraph_mark_step_begin()
         return compiled(model, tokens, input_pos, cache, slots, n_keys).clone()   # the next replay overwrites the output
