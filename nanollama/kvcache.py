@@ -118,8 +118,8 @@ class LLM:
         if tokenizer: tok = Tokenizer.from_dir(resolve_model(tokenizer)); release_memory()
         if device.type == 'cuda': torch.backends.cuda.enable_cudnn_sdp(False)   # cuDNN's attention is slow for ours (above)
         if device.type == 'cpu' and dtype in (torch.bfloat16, torch.float16):
-            from nanollama.quant import upcast_prefill                     # chapter 04: prefill in float32 where half is emulated
-            upcast_prefill(m)
+            from nanollama.quant import upcast_half                        # chapter 04: float32 inside where half is emulated
+            upcast_half(m)
         if compile:
             from nanollama.quant import compile_decode                     # chapter 04
             compile_decode(m)

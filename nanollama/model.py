@@ -73,6 +73,8 @@ def attention(q, k, v, mask):
 
 # %% ../nbs/01_attention.ipynb #e7ff1934
 class Attention(nn.Module):
+    attend = staticmethod(attention)                    # q, k, v, mask -> y (chapter 04 has one that computes in float32)
+
     def __init__(self, cfg: ModelConfig, layer_idx: int):
         super().__init__()
         self.layer_idx, self.n_heads, self.n_kv_heads, self.head_dim = layer_idx, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
@@ -94,7 +96,7 @@ class Attention(nn.Module):
             k, v = cache.update(self.layer_idx, k, v, input_pos, slots, n_keys)        # [B, Hkv, S, D]: the slot's whole history
             key_pos = torch.arange(k.shape[2], device=x.device).expand(B, -1)
         mask = (key_pos[:, None, :] <= input_pos[:, :, None])[:, None]                 # [B, 1, T, S]
-        y = attention(q, k, v, mask)                                                   # [B, H, T, D]
+        y = self.attend(q, k, v, mask)                                                 # [B, H, T, D]
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 # %% ../nbs/01_attention.ipynb #883315e3

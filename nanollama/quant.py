@@ -7,7 +7,7 @@ __all__ = ['INT4_GROUPSIZES', 'quantize_q8', 'dequantize_q8', 'quantize_q4', 'de
            'DequantLinear', 'kernel_for', 'native_bf16', 'float32_linear', 'Q8Linear', 'unpack_int4_cpu',
            'int4_layout_known', 'Q4Linear', 'fbgemm_available', 'fbgemm_pack', 'row_chunks', 'quantize_linear',
            'head_scheme', 'quantize_', 'nbytes', 'Q8Embedding', 'FileEmbedding', 'quantizer', 'native_half',
-           'UpcastLinear', 'upcast_prefill', 'compile_decode', 'perplexity']
+           'UpcastLinear', 'UpcastAttention', 'emulated_half', 'upcast_half', 'compile_decode', 'perplexity']
 
 # %% ../nbs/04_quantization.ipynb #d1967774
 import functools, itertools, math, os, sys, types, warnings, weakref
@@ -15,6 +15,7 @@ from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from .loading import LazyTensor
+from .model import Attention, attention
 
 # %% ../nbs/04_quantization.ipynb #e2940fea
 def _bf16_away(x: Tensor) -> Tensor:
@@ -270,12 +271,18 @@ def fbgemm_pack(q: Tensor, scales: Tensor):
         qt = torch._make_per_channel_quantized_tensor(q.contiguous(), scales.double(), torch.zeros(len(scales), dtype=torch.long), 0)
         return torch.ops.quantized.linear_prepack(qt, None)
 
+def _q8_dynamic(x: Tensor, layer: int, n: int) -> Tensor:
+    "fbgemm's int8 x int8 linear of `x` [M, in] by layer number `layer`'s packed weight; a row holding inf or NaN gives NaN."
+    bad = ~torch.isfinite(x).all(-1, keepdim=True)       # fbgemm would skip a NaN, and refuses a row of them
+    y = torch.ops.quantized.linear_dynamic.default(x.masked_fill(bad, 0), _fbgemm.layers[layer].packed, True)
+    return y.masked_fill_(bad, float('nan'))             # as a float kernel would give; the other rows as ever
+
 _fbgemm = sys.modules.setdefault('nanollama._fbgemm', types.ModuleType('nanollama._fbgemm'))  # one per process, reloads included
 if not hasattr(_fbgemm, 'layers'):
     _fbgemm.layers, _fbgemm.ids = weakref.WeakValueDictionary(), itertools.count()   # number -> the Q8Linear holding that packed weight
     _fbgemm.lib = torch.library.Library('nanollama', 'DEF')
     _fbgemm.lib.define('q8_dynamic(Tensor x, int layer, int out_features) -> Tensor')
-    _fbgemm.lib.impl('q8_dynamic', lambda x, layer, n: torch.ops.quantized.linear_dynamic.default(x, _fbgemm.layers[layer].packed, True), 'CPU')
+    _fbgemm.lib.impl('q8_dynamic', lambda x, layer, n: _q8_dynamic(x, layer, n), 'CPU')
     _fbgemm.lib.impl('q8_dynamic', lambda x, layer, n: x.new_empty(x.shape[0], n), 'Meta')   # shapes, for torch.compile
 
 # %% ../nbs/04_quantization.ipynb #240b91e6
@@ -409,12 +416,21 @@ class UpcastLinear(nn.Linear):
         if x.numel() < self.upcast_from * self.in_features: return super().forward(x)   # a few rows (decode): half the bytes
         return float32_linear(x, lambda i, j: self.weight[i:j].float(), self.out_features, self.bias, self.chunk)
 
-def upcast_prefill(model: nn.Module) -> nn.Module:
-    "Make each half-precision CPU `nn.Linear` of `model` an `UpcastLinear` where the CPU lacks that dtype's arithmetic (in place)."
+class UpcastAttention(Attention):
+    "An `Attention` whose half-precision q, k, v attend in float32 (the output rounded back to their dtype)."
+    @staticmethod
+    def attend(q, k, v, mask): return attention(q.float(), k.float(), v.float(), mask).to(q.dtype)
+
+def emulated_half(t: Tensor) -> bool:
+    "Is `t` a half-precision tensor on a CPU that only emulates that arithmetic?"
+    return t.device.type == 'cpu' and t.dtype in (torch.bfloat16, torch.float16) and not native_half(t.dtype)
+
+def upcast_half(model: nn.Module) -> nn.Module:
+    "Where the CPU emulates the model's half precision, make its `nn.Linear`s `UpcastLinear`s and its `Attention`s `UpcastAttention`s (in place)."
+    p = next((p for p in model.parameters() if p.is_floating_point()), None)   # the model's dtype (the norms', if quantized)
     for m in model.modules():
-        w = getattr(m, 'weight', None)
-        if type(m) is nn.Linear and w.device.type == 'cpu' and w.dtype in (torch.bfloat16, torch.float16) and not native_half(w.dtype):
-            m.__class__ = UpcastLinear
+        if type(m) is nn.Linear and emulated_half(m.weight): m.__class__ = UpcastLinear
+        elif type(m) is Attention and p is not None and emulated_half(p): m.__class__ = UpcastAttention
     return model
 
 # %% ../nbs/04_quantization.ipynb #b99d36bd
