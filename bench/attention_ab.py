@@ -42,6 +42,11 @@ def main():
             for x in m.modules():
                 if isinstance(x, Attention): x.__class__ = Attention
         models[name] = compile_decode(m) if a.compile else m
+    firsts = []                                                      # the two really differ (compiled: two graphs)
+    for m in models.values():
+        cache = KVCache(m.config, 1, 8, dtype=torch.bfloat16); prefill(m, [1, 2, 3], cache)
+        firsts.append(decode_one_token(m, torch.tensor([4]), torch.tensor([3]), cache))
+    if torch.equal(*firsts): raise SystemExit("both models gave the same logits: the attention switch did not take")
     times = {k: [] for k in models}
     for _ in range(a.rounds):
         for k, m in models.items(): times[k].append(ms_per_token(m, a.depth, a.n_gen))

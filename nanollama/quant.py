@@ -427,7 +427,7 @@ def emulated_half(t: Tensor) -> bool:
 
 def upcast_half(model: nn.Module) -> nn.Module:
     "Where the CPU emulates the model's half precision, make its `nn.Linear`s `UpcastLinear`s and its `Attention`s `UpcastAttention`s (in place)."
-    p = next((p for p in model.parameters() if p.is_floating_point()), None)   # the model's dtype (the norms', if quantized)
+    p = next((p for p in model.parameters() if p.is_floating_point()), None)   # the model's dtype: quantized, its norms'
     for m in model.modules():
         if type(m) is nn.Linear and emulated_half(m.weight): m.__class__ = UpcastLinear
         elif type(m) is Attention and p is not None and emulated_half(p): m.__class__ = UpcastAttention
