@@ -6,21 +6,12 @@ attention layers back as plain `Attention`. Both are timed in turn, decoding aft
 machine's drift hits both alike: `python bench/attention_ab.py smollm2 --threads 2 [--compile] [--depth 512]`
 (models: smollm2, qwen25). Prints ms per decoded token, best and median.
 """
-import argparse, time, torch
+import argparse, torch
 from nanollama.model import Attention
 from nanollama.quant import compile_decode
 from nanollama.kvcache import LLM, KVCache, prefill, decode_one_token
 from nanollama.testmodels import smollm2_hf, qwen25_hf
-
-def ms_per_token(model, depth, n_gen):
-    cache = KVCache(model.config, 1, depth + n_gen + 64, dtype=torch.bfloat16)   # never filled to the end: a full cache compiles anew
-    with torch.no_grad():
-        prefill(model, list(range(100, 100 + depth)), cache)
-        tok = torch.tensor([5])
-        decode_one_token(model, tok, torch.tensor([depth]), cache)           # warm
-        t = time.perf_counter()
-        for i in range(n_gen): decode_one_token(model, tok, torch.tensor([depth + 1 + i]), cache)
-        return (time.perf_counter() - t) / n_gen * 1e3
+from lm_head_ab import ms_per_token                                  # (this folder is on the path when run as a script)
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,7 +40,7 @@ def main():
     if torch.equal(*firsts): raise SystemExit("both models gave the same logits: the attention switch did not take")
     times = {k: [] for k in models}
     for _ in range(a.rounds):
-        for k, m in models.items(): times[k].append(ms_per_token(m, a.depth, a.n_gen))
+        for k, m in models.items(): times[k].append(ms_per_token(m, a.depth, a.n_gen, torch.bfloat16))
     for k, v in times.items():
         s = sorted(v)
         print(f"{a.model} bfloat16{' compiled' if a.compile else ''}, {k}, depth {a.depth}: best {s[0]:.1f} ms/token, "

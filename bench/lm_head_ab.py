@@ -8,8 +8,9 @@ import nanollama.quant as Q
 from nanollama.kvcache import LLM, KVCache, prefill, decode_one_token
 from nanollama.testmodels import smollm2_hf, qwen25_hf
 
-def ms_per_token(model, n_prompt=512, n_gen=48):
-    cache = KVCache(model.config, 1, n_prompt + n_gen + 64)            # never filled to the end: a full cache compiles anew
+def ms_per_token(model, n_prompt=512, n_gen=48, dtype=torch.float32):
+    "Mean ms per decoded token after a prompt of `n_prompt` tokens (the cache in `dtype`, the model's activations')."
+    cache = KVCache(model.config, 1, n_prompt + n_gen + 64, dtype=dtype)   # never filled to the end: a full cache compiles anew
     with torch.no_grad():
         prefill(model, list(range(100, 100 + n_prompt)), cache)
         tok = torch.tensor([5])
