@@ -122,7 +122,7 @@ def native_bf16() -> bool:
     "Does this CPU do bf16 arithmetic natively (AVX512-BF16 or AMX)? Without it PyTorch emulates bf16 matmuls."
     return any(getattr(torch.cpu, f, lambda: False)() for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
 
-def float32_linear(x: Tensor, rows, n_out: int, bias: Tensor|None = None, chunk: int = 4096) -> Tensor:
+def float32_linear(x: Tensor, rows, n_out: int, bias: Tensor|None = None, chunk: int = 512) -> Tensor:
     "`x @ Wᵀ + bias` in float32, returned in x's dtype; `rows(i, j)` gives rows i:j of W in float32, `chunk` rows at a time."
     xf = x.float()                                                        # the float copy of W stays one chunk big
     ys = [F.linear(xf, rows(i, min(i + chunk, n_out)), None if bias is None else bias[i:i + chunk].float())
@@ -132,7 +132,7 @@ def float32_linear(x: Tensor, rows, n_out: int, bias: Tensor|None = None, chunk:
 class Q8Linear(nn.Module):
     "Int8 linear on fast kernels. CPU: `_weight_int8pack_mm` (bf16 activations), or with `int8_activations` fbgemm's int8 x int8; CUDA: scaled matmul."
     dequant_from: int|None = None if native_bf16() else 64   # CPU: from this many rows on, dequantize + float32 F.linear
-    dequant_rows = 4096                                       # ... this many weight rows at a time
+    dequant_rows = 512                                        # ... this many weight rows at a time
     def __init__(self, q: Tensor, scales: Tensor, bias: Tensor|None = None, int8_activations: bool = False):
         super().__init__()
         self.out_features, self.in_features = q.shape
@@ -207,7 +207,7 @@ def int4_layout_known() -> bool:
 class Q4Linear(nn.Module):
     "Weight-only group-wise int4 linear on PyTorch's int4 kernels (bf16 activations); pads shapes the kernels refuse."
     dequant_from: int|None = None if native_bf16() else 64   # CPU: from this many rows on, dequantize + float32 F.linear
-    dequant_rows = 4096                                       # ... this many weight rows at a time (a multiple of 32)
+    dequant_rows = 512                                        # ... this many weight rows at a time (a multiple of 32)
     def __init__(self, q: Tensor, scales: Tensor, zeros: Tensor, bias: Tensor|None = None, in_features: int|None = None):
         super().__init__()
         n_out, n_in = q.shape                                                 # n_in: a multiple of the group size
@@ -410,7 +410,7 @@ def native_half(dtype: torch.dtype) -> bool:
 
 class UpcastLinear(nn.Linear):
     "A half-precision `nn.Linear` that multiplies `upcast_from` rows or more (prefill) in float32, `chunk` weight rows at a time."
-    upcast_from, chunk = 16, 4096
+    upcast_from, chunk = 16, 512
 
     def forward(self, x):
         if x.numel() < self.upcast_from * self.in_features: return super().forward(x)   # a few rows (decode): half the bytes
