@@ -114,6 +114,9 @@ class LLM:
             if quantize in ('q8', 'q4'):
                 from nanollama.quant import quantizer                      # chapter 04: quantize each weight as it is read
                 swap = quantizer(quantize, dtype=dtype)
+            elif device.type == 'cpu' and dtype == torch.float32:
+                from nanollama.quant import wide_transposed                # chapter 04: a faster layout for decode
+                swap = wide_transposed()
             m = Transformer.from_pretrained(path, device, dtype, swap)
         if tokenizer: tok = Tokenizer.from_dir(resolve_model(tokenizer)); release_memory()
         if device.type == 'cuda': torch.backends.cuda.enable_cudnn_sdp(False)   # cuDNN's attention is slow for ours (above)

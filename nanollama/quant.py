@@ -7,7 +7,8 @@ __all__ = ['INT4_GROUPSIZES', 'quantize_q8', 'dequantize_q8', 'quantize_q4', 'de
            'DequantLinear', 'kernel_for', 'native_bf16', 'float32_linear', 'Q8Linear', 'unpack_int4_cpu',
            'int4_layout_known', 'Q4Linear', 'fbgemm_available', 'fbgemm_pack', 'row_chunks', 'quantize_linear',
            'head_scheme', 'quantize_', 'nbytes', 'Q8Embedding', 'FileEmbedding', 'quantizer', 'native_half',
-           'UpcastLinear', 'UpcastAttention', 'emulated_half', 'upcast_half', 'compile_decode', 'perplexity']
+           'UpcastLinear', 'UpcastAttention', 'emulated_half', 'upcast_half', 'transposed_rows', 'wide_transposed',
+           'compile_decode', 'perplexity']
 
 # %% ../nbs/04_quantization.ipynb #d1967774
 import functools, itertools, math, os, sys, types, warnings, weakref
@@ -432,6 +433,31 @@ def upcast_half(model: nn.Module) -> nn.Module:
         if type(m) is nn.Linear and emulated_half(m.weight): m.__class__ = UpcastLinear
         elif type(m) is Attention and p is not None and emulated_half(p): m.__class__ = UpcastAttention
     return model
+
+# %% ../nbs/04_quantization.ipynb #1e18c7f2
+def transposed_rows(weight) -> Tensor:
+    "The float32 `[out, in]` view of a contiguous `[in, out]` copy of `weight` (a tensor or a lazy one), filled a slice of rows at a time."
+    wt, i = torch.empty(weight.shape[1], weight.shape[0]), 0
+    for rows in row_chunks(weight):
+        wt[:, i:i + rows.shape[0]] = rows.t(); i += rows.shape[0]
+    return wt.t()
+
+def wide_transposed():
+    "A `swap` hook for `Transformer.from_state_dict` (float32, CPU): linear weights with more outputs than inputs stored transposed (`transposed_rows`); a tied embedding shares the head's."
+    head = {}
+    def swap(name, module, weight, bias):
+        if isinstance(module, nn.Embedding):
+            if weight is not head.get('weight'): return None
+            emb = nn.Embedding(*head['layer'].weight.shape, padding_idx=module.padding_idx, device='meta')
+            emb.weight = head['layer'].weight                                 # the same parameter: tied, one copy
+            return emb
+        if not isinstance(module, nn.Linear) or weight.shape[0] <= weight.shape[1]: return None
+        layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device='meta')
+        layer.weight = nn.Parameter(transposed_rows(weight), requires_grad=False)
+        if bias is not None: layer.bias = nn.Parameter(bias.float(), requires_grad=False)
+        if name == 'lm_head': head.update(layer=layer, weight=weight)
+        return layer
+    return swap
 
 # %% ../nbs/04_quantization.ipynb #b99d36bd
 def compile_decode(model: nn.Module, warmup: bool = True, cuda_graphs: bool|None = None, **kwargs) -> nn.Module:
