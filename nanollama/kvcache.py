@@ -118,6 +118,8 @@ class LLM:
                 from nanollama.quant import wide_transposed                # chapter 04: a faster layout for decode
                 swap = wide_transposed()
             m = Transformer.from_pretrained(path, device, dtype, swap)
+        from nanollama.quant import fuse_projections                       # chapter 04: q, k, v (and gate, up) as one product
+        fuse_projections(m)
         if tokenizer: tok = Tokenizer.from_dir(resolve_model(tokenizer)); release_memory()
         if device.type == 'cuda': torch.backends.cuda.enable_cudnn_sdp(False)   # cuDNN's attention is slow for ours (above)
         if device.type == 'cpu' and dtype in (torch.bfloat16, torch.float16):

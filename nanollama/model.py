@@ -83,12 +83,20 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.hidden_size, self.n_kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(cfg.hidden_size, self.n_kv_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, cfg.hidden_size, bias=False)
+        self.qkv_proj = None                            # q, k and v as one layer, where chapter 04 fused them
+
+    def project(self, x):
+        "The queries, keys and values of `x`: three products, or one split in three where they are fused."
+        if self.qkv_proj is None: return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q, kv = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        return self.qkv_proj(x).split([q, kv, kv], -1)
 
     def forward(self, x, cos, sin, input_pos, cache=None, slots=None, n_keys=None):
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)      # [B, H, T, D]
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)   # [B, Hkv, T, D]
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)   # [B, Hkv, T, D]
+        q, k, v = self.project(x)
+        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)                  # [B, H, T, D]
+        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)               # [B, Hkv, T, D]
+        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)               # [B, Hkv, T, D]
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is None:
             key_pos = input_pos                                                        # keys are this call's tokens
@@ -107,8 +115,12 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.gate_up_proj = None                        # gate and up as one layer, where chapter 04 fused them
 
-    def forward(self, x): return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+    def forward(self, x):
+        if self.gate_up_proj is None: gate, up = self.gate_proj(x), self.up_proj(x)
+        else: gate, up = self.gate_up_proj(x).chunk(2, -1)
+        return self.down_proj(F.silu(gate) * up)
 
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int):

@@ -8,7 +8,7 @@ __all__ = ['INT4_GROUPSIZES', 'quantize_q8', 'dequantize_q8', 'quantize_q4', 'de
            'int4_layout_known', 'Q4Linear', 'fbgemm_available', 'fbgemm_pack', 'row_chunks', 'quantize_linear',
            'head_scheme', 'quantize_', 'nbytes', 'Q8Embedding', 'FileEmbedding', 'quantizer', 'native_half',
            'UpcastLinear', 'UpcastAttention', 'emulated_half', 'upcast_half', 'transposed_rows', 'wide_transposed',
-           'compile_decode', 'perplexity']
+           'cat_linears', 'fuse_projections', 'compile_decode', 'perplexity']
 
 # %% ../nbs/04_quantization.ipynb #d1967774
 import functools, itertools, math, os, sys, types, warnings, weakref
@@ -16,7 +16,7 @@ from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from .loading import LazyTensor
-from .model import Attention, attention
+from .model import Attention, MLP, attention, release_memory
 
 # %% ../nbs/04_quantization.ipynb #e2940fea
 def _bf16_away(x: Tensor) -> Tensor:
@@ -458,6 +458,57 @@ def wide_transposed():
         if name == 'lm_head': head.update(layer=layer, weight=weight)
         return layer
     return swap
+
+# %% ../nbs/04_quantization.ipynb #1079cf54
+def _cat_q4(layers: list, bias: Tensor|None) -> nn.Module:
+    "CPU `Q4Linear`s (whole blocks of 32 rows, no padded rows) as one: packed rows and scales stacked, no repacking."
+    a = layers[0]
+    fused = Q4Linear.__new__(Q4Linear); nn.Module.__init__(fused)
+    fused.out_features, fused.in_features, fused.groupsize = sum(l.out_features for l in layers), a.in_features, a.groupsize
+    fused.kernel, fused.k_pad, fused.n_pad = a.kernel, a.k_pad, 0
+    fused.register_buffer('weight', torch.cat([l.weight for l in layers]))
+    fused.register_buffer('scales_and_zeros', torch.cat([l.scales_and_zeros for l in layers], 1))
+    fused.register_buffer('bias', bias)
+    return fused
+
+def _cat_float(layers: list, bias: Tensor|None) -> nn.Module:
+    "Float linears as one (of the same class); a wide float32 CPU result stored transposed (see `transposed_rows`)."
+    w0, n_out = layers[0].weight, sum(l.out_features for l in layers)
+    fused = nn.Linear(w0.shape[1], n_out, bias=bias is not None, device='meta')
+    fused.__class__ = type(layers[0])                                     # nn.Linear or UpcastLinear
+    if w0.dtype == torch.float32 and w0.device.type == 'cpu' and n_out > w0.shape[1]:
+        w, i = torch.empty(w0.shape[1], n_out), 0                         # [in, out]: filled part by part, no second copy
+        for l in layers: w[:, i:i + l.out_features] = l.weight.t(); i += l.out_features
+        w = w.t()
+    else: w = torch.cat([l.weight for l in layers])
+    fused.weight = nn.Parameter(w, requires_grad=False)
+    if bias is not None: fused.bias = nn.Parameter(bias, requires_grad=False)
+    return fused
+
+def cat_linears(layers: list) -> nn.Module|None:
+    "One layer whose output is the outputs of `layers` (of one kind, fed the same input) side by side, the same numbers; None where this kind can't be joined."
+    kind, first = type(layers[0]), layers[0]
+    if any(type(l) is not kind or l.in_features != first.in_features or (l.bias is None) != (first.bias is None) for l in layers):
+        return None
+    bias = None if first.bias is None else torch.cat([l.bias for l in layers])
+    if kind in (nn.Linear, UpcastLinear): return _cat_float(layers, bias)
+    if kind is Q8Linear and not any(l.fbgemm for l in layers):
+        return Q8Linear(torch.cat([l.int8() for l in layers]), torch.cat([l.scales for l in layers]), bias)
+    if (kind is Q4Linear and all(l.unpackable() and not l.n_pad for l in layers)
+        and len({(l.groupsize, l.k_pad, l.kernel) for l in layers}) == 1): return _cat_q4(layers, bias)
+    return None
+
+def fuse_projections(model: nn.Module) -> nn.Module:
+    "In place: each attention's q, k, v projections become one layer (`qkv_proj`) and each MLP's gate and up one (`gate_up_proj`), where `cat_linears` can join them."
+    for m in [m for m in model.modules() if isinstance(m, (Attention, MLP))]:  # (a list of all modules would keep the parts alive)
+        if isinstance(m, Attention) and m.qkv_proj is None:
+            if (fused := cat_linears([m.q_proj, m.k_proj, m.v_proj])) is not None:
+                m.qkv_proj = fused; del m.q_proj, m.k_proj, m.v_proj
+        elif isinstance(m, MLP) and m.gate_up_proj is None:
+            if (fused := cat_linears([m.gate_proj, m.up_proj])) is not None:
+                m.gate_up_proj = fused; del m.gate_proj, m.up_proj
+        release_memory()                                                  # the parts are gone
+    return model
 
 # %% ../nbs/04_quantization.ipynb #b99d36bd
 def compile_decode(model: nn.Module, warmup: bool = True, cuda_graphs: bool|None = None, **kwargs) -> nn.Module:
