@@ -88,8 +88,8 @@ class Attention(nn.Module):
     def project(self, x):
         "The queries, keys and values of `x`: three products, or one split in three where they are fused."
         if self.qkv_proj is None: return self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        q, kv = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
-        return self.qkv_proj(x).split([q, kv, kv], -1)
+        n_q, n_kv = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim       # output widths
+        return self.qkv_proj(x).split([n_q, n_kv, n_kv], -1)
 
     def forward(self, x, cos, sin, input_pos, cache=None, slots=None, n_keys=None):
         B, T, _ = x.shape
