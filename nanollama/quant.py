@@ -362,9 +362,20 @@ class FileEmbedding(nn.Module):
         self.file, self.start, self.stored, self.dtype, self.device = str(lazy.file), lazy.start, lazy.stored, dtype, lazy.device
         self.num_embeddings, self.embedding_dim = lazy.shape
         self.row_bytes = self.embedding_dim * self.stored.itemsize
-        self.fd = os.open(self.file, os.O_RDONLY)                           # held open: the rows stay readable
+        self._open()
 
-    def forward(self, ids):
+    def _open(self):
+        self.fd = os.open(self.file, os.O_RDONLY)                           # held open: the rows stay readable
+        self.table_id = next(_files.ids); _files.tables[self.table_id] = self   # the number the custom op knows it by
+
+    def __setstate__(self, state):                                          # a copy (deepcopy, pickle) opens the file for itself
+        super().__setstate__(state)
+        self._open()
+
+    def forward(self, ids): return torch.ops.nanollama.file_rows(ids, self.table_id)
+
+    def read(self, ids):
+        "The rows of `ids` from the file, as `self.dtype` on `self.device` (what the custom op `file_rows` runs)."
         flat = ids.reshape(-1).tolist()
         if bad := [i for i in flat if not 0 <= i < self.num_embeddings]:
             raise IndexError(f"token id {bad[0]} is outside the embedding's {self.num_embeddings} rows")
@@ -379,6 +390,15 @@ class FileEmbedding(nn.Module):
         except (AttributeError, OSError): pass
 
     def extra_repr(self): return f"{self.num_embeddings}, {self.embedding_dim}, rows read from {os.path.basename(self.file)}"
+
+_files = sys.modules.setdefault('nanollama._files', types.ModuleType('nanollama._files'))   # one per process, reloads included
+if not hasattr(_files, 'tables'):                                           # a custom op, like `q8_dynamic`: torch.compile sees no file
+    _files.tables, _files.ids = weakref.WeakValueDictionary(), itertools.count()   # number -> the FileEmbedding reading it
+    _files.lib = torch.library.Library('nanollama', 'FRAGMENT')
+    _files.lib.define('file_rows(Tensor ids, int table) -> Tensor')
+    _files.lib.impl('file_rows', lambda ids, t: _files.tables[t].read(ids), 'CompositeExplicitAutograd')   # any device
+    _files.lib.impl('file_rows', lambda ids, t: ids.new_empty(*ids.shape, _files.tables[t].embedding_dim,
+                                                              dtype=_files.tables[t].dtype), 'Meta')   # shapes, for torch.compile
 
 def quantizer(scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'auto', embedding: bool = True,
               dtype=torch.float32, backend: str = 'auto'):
@@ -519,14 +539,15 @@ def compile_decode(model: nn.Module, warmup: bool = True, cuda_graphs: bool|None
     dev = next(model.buffers(), next(model.parameters())).device
     if dev.type == 'cpu' and not (shutil.which('c++') or shutil.which('g++') or shutil.which('clang++')):
         raise RuntimeError("compiling on CPU needs a C++ compiler (torch.compile writes C++); install g++ or run without --compile")
-    for m in model.modules():                                           # reading a file is not for tracing: it runs as is
-        if isinstance(m, FileEmbedding): m.forward = torch.compiler.disable(m.forward)
     use_graphs = dev.type == 'cuda' if cuda_graphs is None else cuda_graphs
     if use_graphs:                                                      # CUDA graphs (see below)
         kwargs.setdefault('mode', 'reduce-overhead')
         cfg = torch._inductor.config.triton
         if hasattr(cfg, 'cudagraph_dynamic_shape_warn_limit'): cfg.cudagraph_dynamic_shape_warn_limit = None   # one graph per 256 keys: the plan
-    compiled = torch.compile(decode_step, dynamic=True, **kwargs)
+    mode = kwargs.pop('mode', None)                                     # (torch.compile takes a mode or options, not both)
+    options = {**(torch._inductor.list_mode_options(mode) if mode else {}), **_lean_options(), **kwargs.pop('options', {})}
+    own = types.FunctionType(decode_step.__code__.replace(), decode_step.__globals__, decode_step.__name__)   # a code object of its own
+    compiled = torch.compile(own, dynamic=True, options=options, **kwargs)
     def step(model, tokens, input_pos, cache, slots, n_keys):
         if tokens.shape[0] > 1 or slots is not None:                   # several rows, or not from slot 0: eager (see below)
             return decode_step(model, tokens, input_pos, cache, slots, n_keys)
@@ -542,6 +563,14 @@ def compile_decode(model: nn.Module, warmup: bool = True, cuda_graphs: bool|None
     model.compiled_step = step
     if warmup: _warm_up(model, dev)
     return model
+
+def _lean_options() -> dict:
+    "Options that cut what a compiled call does besides its kernels (see below); those this PyTorch lacks are left out."
+    opts = dict(size_asserts=False, alignment_asserts=False, scalar_asserts=False)   # Inductor's run-time self-checks
+    opts = {k: v for k, v in opts.items() if k in torch._inductor.list_options()}
+    if hasattr(torch.compiler, 'skip_guard_on_all_nn_modules_unsafe'):  # guard the step's arguments, not the model's modules
+        opts['guard_filter_fn'] = torch.compiler.skip_guard_on_all_nn_modules_unsafe
+    return opts
 
 def _warm_up(model, dev):
     "Compile now, not in the middle of the first answer: one decode step at position 1 of a scratch cache."
