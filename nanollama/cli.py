@@ -429,7 +429,7 @@ def show(self: Repl, what: str) -> str:
     from nanollama.chat import select_chat_template
     cfg, o = self.llm.config, self.opts
     info = (f"  Model\n    path                {self.llm.path}\n    architecture        {cfg.architecture}\n"
-            f"    parameters          {sum(p.numel() for p in self.llm.model.parameters())/1e6:.1f}M\n"
+            f"    parameters          {cfg.n_params/1e6:.1f}M\n"
             f"    context length      {cfg.max_position_embeddings}\n    embedding length    {cfg.hidden_size}\n"
             f"    device              {self.llm.device}\n    dtype               {str(self.llm.dtype).replace('torch.', '')}\n"
             f"    quantization        {o.get('quantize') or 'none'}")
@@ -698,8 +698,8 @@ def cmd_bench(args) -> int:
                    quantize=args.quantize, compile=bool(args.compile), reuse=False)
     load_s = time.perf_counter() - t0
     r = bench(llm, args.n_prompt, args.n_gen, args.repetitions)
-    params = sum(p.numel() for p in llm.model.parameters())
-    size = sum(t.numel() * t.element_size() for t in [*llm.model.parameters(), *llm.model.buffers()])
+    from nanollama.quant import nbytes
+    params, size = llm.config.n_params, nbytes(llm.model)                      # size: the weights as held in memory
     r = dict(model=model_name(model), path=str(llm.path), architecture=llm.config.architecture, params=params,
              size_bytes=size, device=str(llm.device), dtype=str(llm.dtype).replace('torch.', ''),
              quantize=args.quantize, compile=bool(args.compile), load_s=load_s, **r, peak_rss_bytes=peak_rss())

@@ -67,6 +67,14 @@ class ModelConfig:
                    bos_token_id=d.get('bos_token_id'),
                    eos_token_id=[] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos])
 
+    @property
+    def n_params(self) -> int:
+        "How many weights the model has (its size in parameters, as Ollama and llama-bench report it), however they are stored."
+        h, q, kv = self.hidden_size, self.num_attention_heads * self.head_dim, self.num_key_value_heads * self.head_dim
+        attn = h * (q + 2 * kv) + q * h + (q + 2 * kv) * self.attention_bias   # q, k, v (+ biases), o
+        layer = attn + 3 * h * self.intermediate_size + 2 * h                  # + gate, up, down, two norms
+        return self.vocab_size * h * (1 if self.tie_word_embeddings else 2) + self.num_hidden_layers * layer + h
+
 # %% ../nbs/00_loading.ipynb #ef3eaef4
 def _read_json(path: Path) -> dict:
     try: return json.loads(Path(path).read_text(encoding='utf-8'))
