@@ -11,7 +11,7 @@ __all__ = ['INT4_GROUPSIZES', 'quantize_q8', 'dequantize_q8', 'quantize_q4', 'de
            'cat_linears', 'fuse_projections', 'compile_decode', 'perplexity']
 
 # %% ../nbs/04_quantization.ipynb #d1967774
-import functools, itertools, math, os, sys, types, warnings, weakref
+import contextlib, functools, itertools, math, os, sys, types, warnings, weakref
 from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
@@ -556,6 +556,9 @@ def compile_decode(model: nn.Module, warmup: bool = True, cuda_graphs: bool|None
             if use_graphs:                                              # a graph may write into these: fixed addresses
                 for t in (cache.k, cache.v): torch._dynamo.mark_static_address(t, guard=False)   # no recompile per cache
             cache.sizes_marked = True
+            with _constant_floats(): return run(model, tokens, input_pos, cache, slots, n_keys)   # a new cache: the call that compiles
+        return run(model, tokens, input_pos, cache, slots, n_keys)
+    def run(model, tokens, input_pos, cache, slots, n_keys):
         if not use_graphs: return compiled(model, tokens, input_pos, cache, slots, n_keys)
         n_keys = min(-(-n_keys // 256) * 256, cache.max_seq_len)       # a few key lengths, one graph each; the mask hides the rest
         torch.compiler.cudagraph_mark_step_begin()
@@ -563,6 +566,11 @@ def compile_decode(model: nn.Module, warmup: bool = True, cuda_graphs: bool|None
     model.compiled_step = step
     if warmup: _warm_up(model, dev)
     return model
+
+def _constant_floats():
+    "While Dynamo traces: the Python floats the step reads (each norm's `eps`) are constants of the graph, not inputs made each call."
+    cfg = torch._dynamo.config
+    return cfg.patch(specialize_float=True) if hasattr(cfg, 'specialize_float') else contextlib.nullcontext()
 
 def _lean_options() -> dict:
     "Options that cut what a compiled call does besides its kernels (see below); those this PyTorch lacks are left out."
