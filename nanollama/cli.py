@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['DEFAULT_MODEL', 'DEFAULTS', 'OLLAMA_NAMES', 'build_parser', 'resolve_options', 'sampling_params', 'CLIError',
-           'model_name', 'load_llm', 'main', 'n_ctx_of', 'chat_ids', 'start', 'stream', 'run_prompt', 'Repl',
-           'read_prompts', 'run_batch', 'run_serve', 'hub_cache_dir', 'cached_models', 'table', 'cmd_list', 'cmd_rm',
-           'peak_rss', 'bench', 'cmd_bench']
+           'model_name', 'quantization', 'load_llm', 'main', 'n_ctx_of', 'chat_ids', 'start', 'stream', 'run_prompt',
+           'Repl', 'read_prompts', 'run_batch', 'run_serve', 'hub_cache_dir', 'cached_models', 'table', 'cmd_list',
+           'cmd_rm', 'peak_rss', 'bench', 'cmd_bench']
 
 # %% ../nbs/07_cli.ipynb #0ec6d989
 import argparse, inspect, json, os, re, signal, sys, textwrap, time
@@ -198,6 +198,10 @@ def model_name(model) -> str:
     p = Path(str(model)).expanduser()
     return p.name if p.exists() else str(model)
 
+def quantization(llm, quantize: str|None) -> str:
+    "What the weights are: the `--quantize` asked for, else a GGUF file's own (run natively: 'Q4_K_M'), else 'none'."
+    return quantize or getattr(llm.model, 'file_type', None) or 'none'
+
 def load_llm(model: str, device=None, dtype='float32', tokenizer=None, quantize=None, compile=False, reuse=True):
     "Load `model` as an `LLM` on `device` in `dtype`, quantized and compiled as asked (reusing a loaded one if `reuse`)."
     from nanollama.kvcache import LLM, pick_device
@@ -212,7 +216,8 @@ def load_llm(model: str, device=None, dtype='float32', tokenizer=None, quantize=
     except RuntimeError as e:                                          # e.g. --compile without a C++ compiler
         if type(e) is not RuntimeError: raise
         raise CLIError(str(e)) from None
-    extra = ''.join(f", {x}" for x in (quantize, 'compiled' if compile else None) if x)
+    q = quantization(llm, quantize)                                   # (a GGUF file's own, run natively: Q4_K_M...)
+    extra = ''.join(f", {x}" for x in (None if q == 'none' else q, 'compiled' if compile else None) if x)
     print(f"loaded {model_name(model)} ({llm.config.architecture}, {llm.device}, {str(llm.dtype).replace('torch.', '')}{extra}) "
           f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     if reuse:
@@ -432,7 +437,7 @@ def show(self: Repl, what: str) -> str:
             f"    parameters          {cfg.n_params/1e6:.1f}M\n"
             f"    context length      {cfg.max_position_embeddings}\n    embedding length    {cfg.hidden_size}\n"
             f"    device              {self.llm.device}\n    dtype               {str(self.llm.dtype).replace('torch.', '')}\n"
-            f"    quantization        {o.get('quantize') or 'none'}")
+            f"    quantization        {quantization(self.llm, o.get('quantize'))}")
     p = self.params
     params = '\n'.join(f"{k:<16}{v}" for k, v in [('temperature', p.temperature), ('top_k', p.top_k), ('top_p', p.top_p),
                        ('min_p', p.min_p), ('repeat_penalty', p.repeat_penalty), ('repeat_last_n', p.repeat_last_n),
@@ -702,12 +707,13 @@ def cmd_bench(args) -> int:
     params, size = llm.config.n_params, nbytes(llm.model)                      # size: the weights as held in memory
     r = dict(model=model_name(model), path=str(llm.path), architecture=llm.config.architecture, params=params,
              size_bytes=size, device=str(llm.device), dtype=str(llm.dtype).replace('torch.', ''),
-             quantize=args.quantize, compile=bool(args.compile), load_s=load_s, **r, peak_rss_bytes=peak_rss())
+             quantize=args.quantize, quantization=quantization(llm, args.quantize), compile=bool(args.compile),
+             load_s=load_s, **r, peak_rss_bytes=peak_rss())
     out = sys.stdout
     if args.json: out.write(json.dumps(r, indent=2) + '\n'); return 0
     rss = 'n/a' if r['peak_rss_bytes'] is None else f"{r['peak_rss_bytes'] / 2**20:.0f} MiB"
     head = ['model', 'params', 'size', 'device', 'dtype', 'quant', 'load', f"pp{r['n_prompt']} t/s", f"tg{r['n_gen']} t/s", 'peak RSS']
-    row = [r['model'], f"{params/1e6:.1f}M", f"{size/2**20:.0f} MiB", r['device'], r['dtype'], r['quantize'] or 'none',
+    row = [r['model'], f"{params/1e6:.1f}M", f"{size/2**20:.0f} MiB", r['device'], r['dtype'], r['quantization'],
            f"{load_s:.2f} s", f"{r['prefill_tps']:.1f} ± {r['prefill_tps_std']:.1f}", f"{r['decode_tps']:.1f} ± {r['decode_tps_std']:.1f}", rss]
     out.write('| ' + ' | '.join(head) + ' |\n|' + '|'.join('---:' if i > 5 else '---' for i in range(len(head))) + '|\n'
               '| ' + ' | '.join(row) + ' |\n')

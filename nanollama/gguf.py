@@ -11,7 +11,7 @@ __all__ = ['GGUF_MAGIC', 'GGUF_VERSIONS', 'GGML_MAX_DIMS', 'VALUE_TYPE_NAMES', '
            'dq_q2_k', 'dq_q3_k', 'dq_q4_k', 'dq_q5_k', 'dq_q6_k', 'dequantize', 'llama3_rope_factors', 'hf_config',
            'gguf_config', 'eos_token_ids', 'hf_name', 'permute_qk', 'unpermute_qk', 'LazyGGUFTensor', 'gguf_state_dict',
            'merges_from_scores', 'gguf_tokenizer', 'gguf_chat_template', 'load_gguf', 'q4_repack', 'requantize_q8',
-           'GGUFEmbedding', 'native_quantizer', 'gguf_model']
+           'GGUFEmbedding', 'native_quantizer', 'gguf_file_type', 'gguf_model']
 
 # %% ../nbs/05_gguf.ipynb #a74614d0
 import math, mmap, re, struct, warnings
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn
-from gguf import GGMLQuantizationType, GGML_QUANT_SIZES
+from gguf import GGMLQuantizationType, GGML_QUANT_SIZES, LlamaFileType
 from tokenizers import Tokenizer as HFTokenizer, AddedToken, Regex, models, normalizers, pre_tokenizers, decoders
 from tqdm.auto import tqdm
 from .loading import LoadError, ModelConfig, Tokenizer
@@ -773,6 +773,11 @@ def native_quantizer(dtype=torch.float32):
 # %% ../nbs/05_gguf.ipynb #c4350894
 QUANTIZE_MODES = (None, 'none', 'q8', 'q4')
 
+def gguf_file_type(g: GGUFFile) -> str|None:
+    "The file's quantization as llama.cpp names it ('Q4_K_M', from `general.file_type`); None if it does not say."
+    try: return LlamaFileType(g.metadata['general.file_type']).name.removeprefix('MOSTLY_')
+    except (KeyError, ValueError): return None
+
 def gguf_model(path, device='cpu', dtype=torch.float32, quantize: str|None = None, tokenizer=True, progress=True):
     "`(Transformer, Tokenizer or None)` from the GGUF file `path`. `quantize`: None runs the file's quantized weights natively (where `device` has int kernels), 'none' dequantizes all to `dtype`, 'q8'/'q4' requantizes every linear layer."
     if quantize not in QUANTIZE_MODES: raise GGUFError(f"unknown quantization {quantize!r}; choose None (the file's own), 'none', 'q8' or 'q4'")
@@ -790,4 +795,5 @@ def gguf_model(path, device='cpu', dtype=torch.float32, quantize: str|None = Non
                   disable=not progress, leave=False) as bar:
             for t in sd.values(): t.bar = bar
             model = Transformer.from_state_dict(config, sd, device, dtype, swap)
+    if native: model.file_type = gguf_file_type(g)                          # what `nanollama bench` and /show report
     return model, tok
