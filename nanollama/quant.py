@@ -556,7 +556,7 @@ def compile_decode(model: nn.Module, warmup: bool = True, cuda_graphs: bool|None
             if use_graphs:                                              # a graph may write into these: fixed addresses
                 for t in (cache.k, cache.v): torch._dynamo.mark_static_address(t, guard=False)   # no recompile per cache
             cache.sizes_marked = True
-            with _constant_floats(): return run(model, tokens, input_pos, cache, slots, n_keys)   # a new cache: the call that compiles
+            with _constant_floats(): return run(model, tokens, input_pos, cache, slots, n_keys)   # a new cache: the call that may compile
         return run(model, tokens, input_pos, cache, slots, n_keys)
     def run(model, tokens, input_pos, cache, slots, n_keys):
         if not use_graphs: return compiled(model, tokens, input_pos, cache, slots, n_keys)
