@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['INT4_GROUPSIZES', 'quantize_q8', 'dequantize_q8', 'quantize_q4', 'dequantize_q4', 'pack_int4', 'unpack_int4',
            'DequantLinear', 'kernel_for', 'native_bf16', 'float32_linear', 'Q8Linear', 'unpack_int4_cpu',
-           'int4_layout_known', 'Q4Linear', 'fbgemm_available', 'fbgemm_pack', 'row_chunks', 'quantize_linear',
-           'head_scheme', 'quantize_', 'nbytes', 'Q8Embedding', 'FileEmbedding', 'quantizer', 'native_half',
-           'UpcastLinear', 'UpcastAttention', 'emulated_half', 'upcast_half', 'transposed_rows', 'wide_transposed',
-           'cat_linears', 'fuse_projections', 'compile_decode', 'perplexity']
+           'int4_layout_known', 'Q4Linear', 'fbgemm_available', 'per_channel_qint8', 'fbgemm_pack', 'row_chunks',
+           'quantize_linear', 'head_scheme', 'quantize_', 'nbytes', 'Q8Embedding', 'FileEmbedding', 'quantizer',
+           'native_half', 'UpcastLinear', 'UpcastAttention', 'emulated_half', 'upcast_half', 'transposed_rows',
+           'wide_transposed', 'cat_linears', 'fuse_projections', 'compile_decode', 'perplexity']
 
 # %% ../nbs/04_quantization.ipynb #d1967774
 import contextlib, functools, itertools, math, os, sys, types, warnings, weakref
@@ -265,12 +265,20 @@ def fbgemm_available() -> bool:
     return (torch.backends.quantized.engine in ('x86', 'fbgemm') and hasattr(torch, '_make_per_channel_quantized_tensor')
             and hasattr(torch.ops.quantized, 'linear_dynamic'))
 
-def fbgemm_pack(q: Tensor, scales: Tensor):
-    "int8 rows [out, in] and their scales [out] in fbgemm's packed layout (the same numbers)."
+def per_channel_qint8(q: Tensor, scales: Tensor) -> Tensor:
+    "int8 rows `q` [out, in] with a scale per row [out] as a PyTorch quantized tensor on the rows' own memory (no copy where this PyTorch allows it)."
+    q, zeros = q.contiguous(), torch.zeros(len(scales), dtype=torch.long)
     with warnings.catch_warnings():                       # PyTorch deprecates quantized tensors; fbgemm's prepack still takes one
         warnings.simplefilter('ignore')
-        qt = torch._make_per_channel_quantized_tensor(q.contiguous(), scales.double(), torch.zeros(len(scales), dtype=torch.long), 0)
-        return torch.ops.quantized.linear_prepack(qt, None)
+        qt = torch._empty_per_channel_affine_quantized([0, q.shape[1]], scales=scales.double(), zero_points=zeros, axis=0, dtype=torch.qint8)
+        try: return qt.set_(q.untyped_storage(), q.storage_offset(), q.shape, q.stride())      # the empty tensor takes q's memory
+        except (RuntimeError, NotImplementedError): return torch._make_per_channel_quantized_tensor(q, scales.double(), zeros, 0)   # a copy
+
+def fbgemm_pack(q: Tensor, scales: Tensor):
+    "int8 rows [out, in] and their scales [out] in fbgemm's packed layout (the same numbers)."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return torch.ops.quantized.linear_prepack(per_channel_qint8(q, scales), None)
 
 def _q8_dynamic(x: Tensor, layer: int, n: int) -> Tensor:
     "fbgemm's int8 x int8 linear of `x` [M, in] by layer number `layer`'s packed weight; a row holding inf or NaN gives NaN."
