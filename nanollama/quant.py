@@ -270,15 +270,15 @@ def per_channel_qint8(q: Tensor, scales: Tensor) -> Tensor:
     q, zeros = q.contiguous(), torch.zeros(len(scales), dtype=torch.long)
     with warnings.catch_warnings():                       # PyTorch deprecates quantized tensors; fbgemm's prepack still takes one
         warnings.simplefilter('ignore')
-        qt = torch._empty_per_channel_affine_quantized([0, q.shape[1]], scales=scales.double(), zero_points=zeros, axis=0, dtype=torch.qint8)
-        try: return qt.set_(q.untyped_storage(), q.storage_offset(), q.shape, q.stride())      # the empty tensor takes q's memory
-        except (RuntimeError, NotImplementedError): return torch._make_per_channel_quantized_tensor(q, scales.double(), zeros, 0)   # a copy
+        try:                                              # an empty quantized tensor takes q's memory
+            qt = torch._empty_per_channel_affine_quantized([0, q.shape[1]], scales=scales.double(), zero_points=zeros, axis=0, dtype=torch.qint8)
+            return qt.set_(q.untyped_storage(), q.storage_offset(), q.shape, q.stride())
+        except (AttributeError, RuntimeError, NotImplementedError):
+            return torch._make_per_channel_quantized_tensor(q, scales.double(), zeros, 0)   # a copy
 
 def fbgemm_pack(q: Tensor, scales: Tensor):
     "int8 rows [out, in] and their scales [out] in fbgemm's packed layout (the same numbers)."
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        return torch.ops.quantized.linear_prepack(per_channel_qint8(q, scales), None)
+    return torch.ops.quantized.linear_prepack(per_channel_qint8(q, scales), None)
 
 def _q8_dynamic(x: Tensor, layer: int, n: int) -> Tensor:
     "fbgemm's int8 x int8 linear of `x` [M, in] by layer number `layer`'s packed weight; a row holding inf or NaN gives NaN."
