@@ -107,8 +107,8 @@ class Engine:
     def warm_up(self):
         "With a compiled decode step (chapter 04), compile it now for this engine's cache; else do nothing."
         if getattr(self.llm.model, 'compiled_step', None) is None or self.has_work: return
-        one = torch.ones(1, dtype=torch.long, device=self.llm.device)
-        decode_one_token(self.llm.model, one, one, self.cache)          # position 1 of slot 0: free, overwritten later
+        token, pos = (torch.full((1,), i, dtype=torch.long, device=self.llm.device) for i in (0, 1))   # two tensors, as a real step
+        decode_one_token(self.llm.model, token, pos, self.cache)        # position 1 of slot 0: free, overwritten later
 
     def step(self) -> list[Event]:
         "One decode step for every running sequence, then prefill of waiting ones into free slots."

@@ -418,7 +418,8 @@ def quantizer(scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'auto
             h = head.get('layer')
             if weight is head.get('weight') and getattr(h, 'scheme', 'q8') == 'q8' and hasattr(h, 'scales') and not getattr(h, 'fbgemm', False):
                 return Q8Embedding.tied_to(h, dtype)                        # tied: share the head's int8 rows
-            if isinstance(weight, LazyTensor): return FileEmbedding(weight, dtype)   # still on disk: leave it there
+            if isinstance(weight, LazyTensor) and torch.device(weight.device).type == 'cpu':
+                return FileEmbedding(weight, dtype)                         # still on disk: leave it there (CPU only, see above)
             table = quantize_linear(weight, None, 'q8', backend='reference')   # int8 rows and scales, filled chunk by chunk
             return Q8Embedding(table.weight, table.scales, dtype=dtype)
         s = head_scheme(scheme, lm_head) if name == 'lm_head' else scheme

@@ -1,14 +1,18 @@
 """nanollama's CUDA paths, checked on a machine with an NVIDIA GPU (CI has none; run it by hand where one is lent).
 
-usage: python tools/cuda_check.py [--models DIR ...] [--checks NAME ...] [--rows ROW ...] [--skip-speed] [--deadline SECONDS]
-                                 [--no-cudnn-sdp] [--out results.json]
+usage: python tools/cuda_check.py [--models DIR ...] [--gguf FILE] [--checks NAME ...] [--rows ROW ...] [--skip-speed]
+                                 [--deadline SECONDS] [--no-cudnn-sdp] [--out results.json]
+       python tools/cuda_check.py --shrink-gguf SRC DST N_LAYERS
 
 1. kernels: every scheme's fast layer on CUDA (`kernel_for`) against the reference `DequantLinear`, on odd shapes and
    in float32, float16 and bfloat16; and the CUDA int4/int8 kernels against the CPU ones on the same quantized weights.
 2. models: tiny random Llama and Qwen2 (`nanollama.testmodels`) on CUDA against HF transformers on CUDA (logits and greedy
    tokens), q8/q4 against their reference layers, and the compiled decode step against eager; the server's engine with a
    compiled model (warm_up, then one-row, multi-row and gathered steps: no recompile, the eager engine's tokens).
-3. the CLI on CUDA: a one-shot generation, `bench`, and the server (one chat completion, streamed and not).
+3. the CLI on CUDA: a one-shot generation, `bench`, and the server (one chat completion, streamed and not); with `--gguf
+   FILE`, that GGUF file's own quantized weights on CUDA (`gguf_model`): logits against the CPU's, compiled greedy against
+   eager, the CLI eager and compiled. `--shrink-gguf SRC DST 2` writes a copy of a real GGUF file with its first 2 blocks
+   only (same tokenizer, same tensor types), small enough to carry to a machine that cannot fetch the real one.
 4. speed: decode and prefill tok/s of `nanollama bench` rows and of HF transformers on the same weights, same process.
    `--models` names HF directories; one with only a config.json (and tokenizer files) gets random weights first.
    nanollama's rows load through `Transformer.from_pretrained`, so they keep PyTorch's choice of attention kernels as HF's
@@ -90,7 +94,7 @@ def nano(path, dtype=torch.float32, quantize=None, backend='auto', compile=False
 def models():
     from nanollama import testmodels
     from nanollama.kvcache import greedy_generate
-    from nanollama.quant import compile_decode
+    from nanollama.quant import compile_decode, fuse_projections
     out = []
     for name in ('tiny_llama', 'tiny_qwen2'):
         path = getattr(testmodels, name)()
@@ -101,12 +105,16 @@ def models():
             with torch.no_grad(): got = m(torch.tensor([ids], device=DEV))[0].float()
             e = rel(got, ref)
             assert e < tol, f"{name} {dtype}: logits differ from HF by {e:.2e}"
+            fuse_projections(m)                                     # as LLM.load does: q, k, v (gate, up) one product
+            assert m.model.layers[0].self_attn.qkv_proj is not None, "fuse_projections joined nothing"
+            with torch.no_grad(): e_fused = rel(m(torch.tensor([ids], device=DEV))[0].float(), ref)
+            assert e_fused < tol, f"{name} {dtype} fused: logits differ from HF by {e_fused:.2e}"
             gen = greedy_generate(m, ids, 16)
             if dtype == torch.float32: assert gen == ref_gen, f"{name}: greedy {gen} != HF {ref_gen}"
-            out.append(f"{name} {str(dtype)[6:]} vs HF {e:.1e}" + (' same 16 greedy' if gen == ref_gen else ' (greedy differs)'))
+            out.append(f"{name} {str(dtype)[6:]} vs HF {e:.1e} (fused {e_fused:.1e})" + (' same 16 greedy' if gen == ref_gen else ' (greedy differs)'))
         with torch.no_grad():
             for q in ('q8', 'q4'):
-                fast, refm = nano(path, quantize=q), nano(path, quantize=q, backend='reference')
+                fast, refm = fuse_projections(nano(path, quantize=q)), nano(path, quantize=q, backend='reference')
                 kinds = sorted({f"{type(l).__name__}/{getattr(l, 'kernel', '-')}" for l in fast.modules() if 'Linear' in type(l).__name__})
                 e = rel(fast(torch.tensor([ids], device=DEV)), refm(torch.tensor([ids], device=DEV)))
                 assert e < 2e-2, f"{name} {q}: kernel model vs reference model {e:.3f}"
@@ -142,18 +150,60 @@ def engine_check(tok_dir):
     assert kinds == {(0, 1, 2), (0, 2), (0,)}, kinds                  # slot 0 alone: the compiled step
     return f"warm_up + 3 requests in {took:.1f} s, steps {sorted(kinds)}, no recompile, tokens = eager"
 
+def shrunk_gguf(src, dst, n_layers: int = 2):
+    "A copy of GGUF file `src` with only its first `n_layers` blocks (same metadata and tokenizer, the tensors' bytes as they are): small enough to carry to a lent GPU."
+    import gguf
+    r = gguf.GGUFReader(str(src))
+    arch = r.fields['general.architecture'].contents()
+    w = gguf.GGUFWriter(str(dst), arch)
+    for name, f in r.fields.items():
+        if name.startswith('GGUF.') or name == 'general.architecture': continue     # the writer adds these itself
+        val = n_layers if name == f'{arch}.block_count' else f.contents()
+        w.add_key_value(name, val, f.types[0], f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None)
+    for t in r.tensors:
+        if t.name.startswith('blk.') and int(t.name.split('.')[1]) >= n_layers: continue
+        w.add_tensor(t.name, t.data, raw_shape=t.data.shape, raw_dtype=t.tensor_type)
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    return Path(dst)
+
+def gguf_check(path):
+    "A GGUF file's own quantized weights on CUDA (`gguf_model`, native): logits near the CPU's, compiled greedy = eager, the CLI."
+    from nanollama.gguf import gguf_model
+    from nanollama.kvcache import greedy_generate
+    from nanollama.quant import compile_decode
+    gpu, tok = gguf_model(path, DEV, progress=False)
+    cpu, _ = gguf_model(path, 'cpu', tokenizer=False, progress=False)
+    kinds = sorted({f"{type(l).__name__}/{getattr(l, 'kernel', '-')}" for l in gpu.modules() if 'Linear' in type(l).__name__ or 'Embedding' in type(l).__name__})
+    ids = tok.encode("The capital of France is")
+    with torch.no_grad():
+        e = rel(gpu(torch.tensor([ids], device=DEV))[0].cpu(), cpu(torch.tensor([ids]))[0])
+    assert e < 2e-2, f"CUDA and CPU logits differ by {e:.4f} ({kinds})"
+    eager = greedy_generate(gpu, ids, 16)
+    comp = greedy_generate(compile_decode(gpu), ids, 16)
+    assert comp == eager, f"compiled greedy {comp} != eager {eager}"
+    msgs = [f"{kinds}, CUDA vs CPU logits {e:.1e}, compiled = eager"]
+    for extra in ([], ['--compile']):
+        r = cli('--model', path, '--device', DEV, '--prompt', 'Once upon a time', '-n', '8', '--temp', '0', *extra)
+        assert r.stdout.strip(), f"no output with {extra}"
+        msgs.append(f"CLI {' '.join(extra) or 'eager'}: {loaded_line(r)}")
+    return ' | '.join(msgs)
+
 # ---------------------------------------------------------------------------------------------------------------- 3. CLI
 def cli(*args, timeout=300):
     r = subprocess.run([sys.executable, '-m', 'nanollama', *map(str, args)], capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-1500:]}"
     return r
 
+def loaded_line(r) -> str:
+    "The CLI's 'loaded ...' line from its stderr (progress bars and warnings come before it)."
+    return next((l.strip()[:110] for l in r.stderr.splitlines() if 'loaded' in l), r.stderr.strip()[-110:])
+
 def cli_checks(model):
     msgs = []
     for extra in ([], ['--quantize', 'q4'], ['--quantize', 'q8', '--dtype', 'bfloat16'], ['--quantize', 'q4', '--compile']):
         r = cli('--model', model, '--device', DEV, '--prompt', 'Once upon a time', '-n', '12', '--temp', '0', *extra)
         assert r.stdout.strip(), f"no output with {extra}"
-        msgs.append(f"{' '.join(extra) or 'float32'}: {r.stderr.strip().splitlines()[0][:90]}")
+        msgs.append(f"{' '.join(extra) or 'float32'}: {loaded_line(r)}")
     r = cli('bench', '--model', model, '--device', DEV, '-p', '64', '-n', '16', '-r', '1', '--json')
     msgs.append(f"bench: device {json.loads(r.stdout)['device']}")
     return ' | '.join(msgs)
@@ -261,12 +311,15 @@ def main():
     p.add_argument('--deadline', type=float, default=1e9, help="start no speed row after this many seconds")
     p.add_argument('--skip-speed', action='store_true')
     p.add_argument('--rows', nargs='*', help="speed rows to run (default: all), e.g. nano-bfloat16-compile hf-float32")
-    p.add_argument('--checks', nargs='*', default=['kernels', 'models', 'engine', 'cli', 'server'], help="which checks (default: all)")
+    p.add_argument('--checks', nargs='*', default=['kernels', 'models', 'engine', 'cli', 'server', 'gguf'], help="which checks (default: all)")
+    p.add_argument('--gguf', help="a GGUF file to run natively on CUDA (the gguf check)")
+    p.add_argument('--shrink-gguf', nargs=3, metavar=('SRC', 'DST', 'N_LAYERS'), help="write DST: SRC with its first N_LAYERS blocks only, then exit")
     p.add_argument('--no-cudnn-sdp', action='store_true', help="keep PyTorch's attention off cuDNN (speed rows get a suffix)")
     p.add_argument('-p', '--n-prompt', type=int, default=512)
     p.add_argument('-n', '--n-gen', type=int, default=128)
     p.add_argument('-r', '--reps', type=int, default=2)
     a = p.parse_args()
+    if a.shrink_gguf: src, dst, n = a.shrink_gguf; print(shrunk_gguf(src, dst, int(n))); return
     if DEV == 'cuda' and not torch.cuda.is_available(): sys.exit("no CUDA device")
     RESULTS['env'] = dict(torch=torch.__version__, device=torch.cuda.get_device_name() if DEV == 'cuda' else DEV,
                           capability=torch.cuda.get_device_capability() if DEV == 'cuda' else None)
@@ -276,6 +329,7 @@ def main():
         check('kernels vs reference on CUDA', kernels, a)
         check('CUDA kernels vs CPU kernels', cuda_vs_cpu, a)
     if 'models' in a.checks: check('tiny models on CUDA vs HF transformers; q8/q4; compiled', models, a)
+    if a.gguf and 'gguf' in a.checks: check('a GGUF file natively on CUDA', lambda: gguf_check(a.gguf), a)
     if a.models:
         model = str(with_weights(Path(a.models[0])))
         if 'engine' in a.checks: check('engine on CUDA, compiled', lambda: engine_check(model), a)
