@@ -410,7 +410,7 @@ if not hasattr(_files, 'tables'):                                           # a 
 
 def quantizer(scheme: str = 'q8', groupsize: int = 32, lm_head: str|None = 'auto', embedding: bool = True,
               dtype=torch.float32, backend: str = 'auto'):
-    "A `swap` hook for `Transformer.from_state_dict` that quantizes each linear weight as it is read (lm_head to `lm_head`, see `head_scheme`; the embedding shares a tied q8 head's int8 rows, else stays in the file if lazy, else int8 rows; `embedding=False`: as loaded)."
+    "A `swap` hook for `Transformer.from_state_dict` that quantizes each linear weight as it is read (lm_head to `lm_head`, see `head_scheme`; the embedding shares a tied q8 head's int8 rows, else stays in the file if lazy on the CPU, else int8 rows; `embedding=False`: as loaded)."
     head = {}
     def swap(name, module, weight, bias):
         if isinstance(module, nn.Embedding):
