@@ -89,6 +89,9 @@ class Engine:
         n = len(prompt_ids)
         if n == 0: raise ValueError("the prompt is empty")
         if n >= self.n_ctx: raise ContextLengthError(n, self.n_ctx)
+        vocab = self.llm.config.vocab_size                              # a tokenizer of another model: say so, not IndexError
+        if bad := [i for i in prompt_ids if not 0 <= i < vocab]:
+            raise ValueError(f"token id {bad[0]} is outside the model's vocabulary of {vocab} ids (is the tokenizer this model's own?)")
         room = self.n_ctx - n
         seq = Sequence(prompt_ids, params, self.llm.tokenizer, min(params.max_tokens or room, room), logprobs, self.llm.device)
         self.waiting.append(seq)
