@@ -8,15 +8,17 @@ multiplies them with the 4-bit weights in AVX2's integer dot products. This scri
 
 1. `kernel`: the kernel alone against PyTorch's int4 kernel on each model's layer shapes, weights streamed from DRAM;
 2. `step`: the compiled q4 decode step as shipped against the same step with the probe kernel in every q4 layer
-   (one-row steps only; prefill and the `lm_head` as shipped), alternating, decode tok/s as `nanollama bench` measures
-   it (128 greedy tokens after a one-token prompt); greedy agreement and perplexity of chapter 04's paragraph (token by
-   token through the step); then llama.cpp's decode in the same run (`compare.py --rows llamacpp`).
+   (one-row products only; prefill and the `lm_head` as shipped) and against llama.cpp on the test model's GGUF file
+   (in this process, through llama-cpp-python, as `compare.py` runs it), the three taking turns each round: decode
+   tok/s like `nanollama bench`'s (128 greedy tokens after a one-token prompt); then greedy agreement and perplexity
+   of chapter 04's paragraph, token by token through the step.
 
-`python bench/q4_kernel_probe.py --models smollm2 qwen25 --rounds 5` (needs g++ and an AVX2/FMA/F16C CPU).
+`python bench/q4_kernel_probe.py --models smollm2 qwen25 --rounds 5` (needs g++, ninja and an AVX2/FMA/F16C CPU).
 The weights go into llama.cpp's Q4_1 block layout: per 32 weights an fp16 scale d and offset m and 16 bytes of nibbles
-(element j low, j+16 high), w = q·d + m, which nanollama's q4 groups (w = (q-8)·s + z) map onto exactly.
+(element j low, j+16 high), w = q·d + m, onto which nanollama's q4 groups (w = (q-8)·s + z) map with m = z - 8s
+(rounded to fp16).
 """
-import argparse, json, math, os, statistics, subprocess, sys, tempfile, time, types
+import argparse, math, os, statistics, sys, tempfile, time, types
 from pathlib import Path
 import torch, torch.nn.functional as F
 
@@ -71,9 +73,9 @@ torch::Tensor q4_gemv(torch::Tensor x, torch::Tensor w, int64_t N) {
 '''
 
 def build():
-    "The probe kernel as a custom op `q4probe::gemv(x, w, n)` (built once, cached in a temporary directory)."
+    "The probe kernel as a custom op `q4probe::gemv(x, w, n)` (built once per user and PyTorch version, in a temporary directory)."
     from torch.utils.cpp_extension import load_inline
-    d = Path(tempfile.gettempdir()) / 'nanollama-q4-probe'; d.mkdir(exist_ok=True)
+    d = Path(tempfile.gettempdir()) / f'nanollama-q4-probe-{os.getuid()}-torch{torch.__version__}'; d.mkdir(exist_ok=True)
     ext = load_inline('nanollama_q4_probe', cpp_sources=SRC, functions=['q4_gemv'], build_directory=str(d),
                       extra_cflags=['-O3', '-mavx2', '-mfma', '-mf16c', '-fopenmp'], extra_ldflags=['-fopenmp'])
     lib = torch.library.Library('q4probe', 'DEF')
@@ -90,11 +92,11 @@ def pack(q, s, z):
     return torch.cat([hdr, qb[:, :, 0] | (qb[:, :, 1] << 4)], -1).reshape(N, -1).contiguous()
 
 def kernel_table(ext, shapes):
-    "Weights streamed from DRAM (copies cycled, 160 MB in all): G weights/s of PyTorch's int4 kernel and of the probe."
+    "Weights streamed from DRAM (copies cycled, 1.6e8 weights in all): G weights/s of PyTorch's int4 kernel and of the probe, and GB/s of a plain `sum` over the probe's copies."
     rows = []
     for N, K in shapes:
         G, nw = K // 32, max(2, int(1.6e8 // (N * K)))
-        ws = [(torch.randint(0, 16, (N, K)), torch.rand(N, G) * 0.01, torch.randn(N, G) * 0.01) for _ in range(nw)]
+        ws = [(torch.randint(0, 16, (N, K), dtype=torch.uint8), torch.rand(N, G) * 0.01, torch.randn(N, G) * 0.01) for _ in range(nw)]
         x = torch.randn(1, K); xb = x.bfloat16()
         ref = x @ ((ws[0][0].float() - 8) * ws[0][1].repeat_interleave(32, 1) + ws[0][2].repeat_interleave(32, 1)).T
         i4 = [(torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1),
@@ -110,8 +112,9 @@ def kernel_table(ext, shapes):
             return N * K / best / 1e9
         rel = lambda y: f"{((y.float() - ref).abs().max() / ref.abs().max()).item():.1e}"
         int4 = lambda w, sz: torch.ops.aten._weight_int4pack_mm_for_cpu(xb, w, 32, sz)
+        read = rate(lambda w: w.view(torch.int64).sum(), [(w,) for w in pr]) * pr[0].numel() / (N * K)   # GB/s
         rows.append([f"{N}×{K}", f"{rate(int4, i4):.1f}", rel(int4(*i4[0])), f"{rate(lambda w: ext.q4_gemv(x, w, N), [(w,) for w in pr]):.1f}",
-                     rel(ext.q4_gemv(x, pr[0], N))])
+                     rel(ext.q4_gemv(x, pr[0], N)), f"{read:.1f}"])
     return rows
 
 def probe_forward(self, x):
@@ -129,6 +132,7 @@ def load(path, probe):
     llm = LLM.load(str(path), dtype='float32', quantize='q4', compile=False)
     for m in llm.model.modules() if probe else ():
         if isinstance(m, Q.Q4Linear):
+            assert m.unpackable() and not m.k_pad, m
             sz = m.scales_and_zeros[:, :m.out_features].transpose(0, 1).float()
             m.register_buffer('probe_w', pack(Q.unpack_int4_cpu(m.weight)[:m.out_features], sz[..., 0], sz[..., 1]))
             m.forward = types.MethodType(probe_forward, m)
@@ -136,7 +140,7 @@ def load(path, probe):
     return llm
 
 def decode_tps(llm, n_gen=128):
-    "`nanollama bench`'s decode: a one-token prompt, then n_gen greedy one-token steps; tokens per second."
+    "Like `nanollama bench`'s decode: a one-token prompt, then n_gen greedy one-token steps; tokens per second."
     from nanollama.kvcache import KVCache, prefill, decode_one_token
     cache = KVCache(llm.config, 1, n_gen + 2, dtype=llm.dtype)
     with torch.no_grad():
@@ -157,6 +161,23 @@ def stepwise(llm, ids, n_new=0):
             else: out.append(int(logits.argmax()))
     return math.exp(statistics.mean(nll)), out
 
+def llamacpp_tps(gguf, threads):
+    "A function giving llama.cpp's decode tok/s on `gguf` as `compare.py` measures it, or the reason it can't."
+    try:
+        import numpy as np, llama_cpp
+    except ImportError: return 'not installed'
+    try: llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
+    except Exception as e: return f"error: {e}"
+    vocab = llm.n_vocab()
+    last_logits = lambda: np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(vocab,))
+    def tps(n_gen=128):
+        llm.reset(); llm.eval([100]); tok = 100
+        t = time.perf_counter()
+        for _ in range(n_gen): llm.eval([tok]); tok = int(np.argmax(last_logits()))
+        return n_gen / (time.perf_counter() - t)
+    tps(2)
+    return tps
+
 PARAGRAPH = ("The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined movable "
              "metal type, oil-based ink and a wooden screw press. Within decades, printing shops had spread across Europe, "
              "and the cost of books fell so quickly that ordinary merchants, students and craftsmen could afford to own them. "
@@ -171,7 +192,7 @@ def main():
     a = p.parse_args()
     if torch.backends.cpu.get_cpu_capability() not in ('AVX2', 'AVX512'): sys.exit("the probe kernel needs an x86 CPU with AVX2")
     torch.set_num_threads(a.threads)
-    from nanollama.testmodels import smollm2_hf, qwen25_hf
+    from nanollama.testmodels import smollm2_hf, qwen25_hf, smollm2_gguf, qwen25_gguf
     from nanollama.kvcache import LLM
     ext, lib = build()
     table = lambda head, rows: '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(r) + ' |' for r in rows])
@@ -179,33 +200,32 @@ def main():
     if 'kernel' in a.parts:
         shapes = {'smollm2': [(960, 576), (576, 576), (3072, 576), (576, 1536)], 'qwen25': [(1152, 896), (896, 896), (9728, 896), (896, 4864)]}
         rows = kernel_table(ext, [s for m in a.models for s in shapes[m]])
-        print(table(['layer [out × in]', "PyTorch int4 G weights/s", 'rel. error', 'probe G weights/s', 'rel. error'], rows) + '\n', flush=True)
+        print(table(['layer [out × in]', "PyTorch int4 G weights/s", 'rel. error', 'probe G weights/s', 'rel. error', '`sum` GB/s'], rows) + '\n', flush=True)
     if 'step' in a.parts:
-        rows = []
         for name in a.models:
-            path = (smollm2_hf if name == 'smollm2' else qwen25_hf)()
+            path, gguf = {'smollm2': (smollm2_hf, smollm2_gguf), 'qwen25': (qwen25_hf, qwen25_gguf)}[name]
+            path = path()
             ref = LLM.load(str(path), dtype='float32', compile=False)
             ids = ref.tokenizer.encode(PARAGRAPH); ids = list(getattr(ids, 'ids', ids))
             ppl_f32 = stepwise(ref, ids)[0]; del ref
             llms = {k: load(path, k == 'probe') for k in ('shipped', 'probe')}
+            runners = {k: (lambda l=l: decode_tps(l)) for k, l in llms.items()}
+            lc = llamacpp_tps(gguf(), a.threads)
+            if callable(lc): runners['llama.cpp'] = lc
+            tps = {k: [] for k in runners}
+            for _ in range(a.rounds):                                        # the three take turns
+                for k, f in runners.items(): tps[k].append(f())
             quality = {k: stepwise(l, ids, 32) for k, l in llms.items()}
-            tps = {k: [] for k in llms}
-            for _ in range(a.rounds):
-                for k, l in llms.items(): tps[k].append(decode_tps(l))
-            del llms
-            with tempfile.TemporaryDirectory() as d:
-                r = subprocess.run([sys.executable, str(Path(__file__).with_name('compare.py')), '--models', name, '--rows', 'llamacpp',
-                                    '-r', '3', '--threads', str(a.threads), '--json', f'{d}/r.json', '--markdown', f'{d}/r.md'], capture_output=True, text=True)
-                lc = [x for x in json.load(open(f'{d}/r.json'))['results'] if x.get('decode_tps')] if r.returncode == 0 else []
-            lc_tps = lc[0]['decode_tps'] if lc else None
             same = next((i for i, (x, y) in enumerate(zip(quality['shipped'][1], quality['probe'][1])) if x != y), 32)
-            for k in ('shipped', 'probe'):
+            ref_tps = statistics.median(tps['llama.cpp']) if 'llama.cpp' in tps else None
+            rows = []
+            for k, label in (('shipped', 'q4 compiled, PyTorch int4 kernel'), ('probe', 'q4 compiled, probe kernel'), ('llama.cpp', f'llama.cpp, {Path(gguf()).name}')):
+                if k not in tps: rows.append([name, label, lc, '—', '—', '—']); continue
                 med = statistics.median(tps[k])
-                rows.append([name, 'q4 compiled, ' + ('PyTorch int4 kernel' if k == 'shipped' else 'probe kernel'),
-                             f"{med:.1f} ({min(tps[k]):.1f}–{max(tps[k]):.1f})", f"{med / lc_tps:.2f}x" if lc_tps else '—',
-                             f"{quality[k][0]:.2f} ({quality[k][0] / ppl_f32 - 1:+.1%})", '32' if k == 'shipped' else str(same)])
-            rows.append([name, 'llama.cpp (same run)', f"{lc_tps:.1f}" if lc_tps else 'not installed', '1.00x' if lc_tps else '—', '—', '—'])
+                rows.append([name, label, f"{med:.1f} ({min(tps[k]):.1f}–{max(tps[k]):.1f})", f"{med / ref_tps:.2f}x" if ref_tps else '—',
+                             f"{quality[k][0]:.2f} ({quality[k][0] / ppl_f32 - 1:+.1%})" if k in quality else '—',
+                             ('32' if k == 'shipped' else str(same)) if k in quality else '—'])
             print(table(['model', 'decode', 'tg128 tok/s, median (range)', 'vs llama.cpp', 'perplexity (vs float32)',
-                         'greedy tokens equal to shipped (of 32)'], rows[-3:]) + '\n', flush=True)
+                         'greedy tokens equal to shipped (of 32)'], rows) + '\n', flush=True)
 
 if __name__ == '__main__': main()
