@@ -67,7 +67,7 @@ def _quant(s: str) -> str|None:
     if s.lower() in ('q8', 'q4', 'none'): return s.lower()
     raise argparse.ArgumentTypeError(f"must be q8, q4 or none, got {s!r}")
 
-# %% ../nbs/07_cli.ipynb #7ac465de
+# %% ../nbs/07_cli.ipynb #a4fba371
 class _Parser(argparse.ArgumentParser):
     "argparse with one-line errors: `nanollama: error: ...` and exit code 2."
     def error(self, message):
@@ -76,6 +76,14 @@ class _Parser(argparse.ArgumentParser):
 def _d(name, text):
     "`text` ending in the built-in default of setting `name`."
     return f"{text} (default: {DEFAULTS[name]})"
+
+class _Version(argparse.Action):
+    "`--version`: nanollama's version, then what this machine offers the kernels (chapter 03c); exit 0."
+    def __call__(self, parser, namespace, values, option_string=None):
+        from nanollama import __version__
+        from nanollama.machine import machine
+        print(f"nanollama {__version__}\n{machine()}")
+        parser.exit()
 
 _USAGE = """
   nanollama list
@@ -160,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument('--parallel', type=_positive_int, metavar='N', help=_d('parallel', "sequences decoded together (--serve, --batch-file)"))
     x.add_argument('--api-key', metavar='KEY', help="require this bearer token from server clients (default: none)")
     x.add_argument('--verbose', '-v', action='store_true', help="show settings, timings and, on errors, the traceback")
+    x.add_argument('--version', action=_Version, nargs=0, help="print the version and what this machine offers the kernels, then exit")
     return p
 
 # %% ../nbs/07_cli.ipynb #5b0193bf
@@ -407,7 +416,7 @@ def answer(self: Repl, text: str) -> str:
     out.flush()
     return answer
 
-# %% ../nbs/07_cli.ipynb #1d232e98
+# %% ../nbs/07_cli.ipynb #9d361c92
 @patch
 def set_parameter(self: Repl, name: str, values: list[str]) -> str:
     "`/set parameter NAME VALUE...`: check and apply; return the message to show."
@@ -432,12 +441,15 @@ def set_parameter(self: Repl, name: str, values: list[str]) -> str:
 def show(self: Repl, what: str) -> str:
     "`/show [info|parameters|system|template]`."
     from nanollama.chat import select_chat_template
+    from nanollama.machine import machine
+    from nanollama.quant import kernel_summary
     cfg, o = self.llm.config, self.opts
     info = (f"  Model\n    path                {self.llm.path}\n    architecture        {cfg.architecture}\n"
             f"    parameters          {cfg.n_params/1e6:.1f}M\n"
             f"    context length      {cfg.max_position_embeddings}\n    embedding length    {cfg.hidden_size}\n"
             f"    device              {self.llm.device}\n    dtype               {str(self.llm.dtype).replace('torch.', '')}\n"
-            f"    quantization        {quantization(self.llm, o.get('quantize'))}")
+            f"    quantization        {quantization(self.llm, o.get('quantize'))}\n"
+            f"    kernels             {kernel_summary(self.llm.model)}\n    machine             {machine().brief()}")
     p = self.params
     params = '\n'.join(f"{k:<16}{v}" for k, v in [('temperature', p.temperature), ('top_k', p.top_k), ('top_p', p.top_p),
                        ('min_p', p.min_p), ('repeat_penalty', p.repeat_penalty), ('repeat_last_n', p.repeat_last_n),
